@@ -1,0 +1,65 @@
+// Package metrics holds the Prometheus collectors of secretfs in one
+// registry, so the CSI plugin and the workstation tool expose the same set.
+// Labels carry outcomes and strategies, never Secret names or values.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Registry holds every secretfs collector plus the Go and process ones.
+var Registry = prometheus.NewRegistry()
+
+var reg = promauto.With(Registry)
+
+var (
+	// Publishes counts CSI NodePublishVolume calls by result (ok, error code).
+	Publishes = reg.NewCounterVec(prometheus.CounterOpts{
+		Name: "secretfs_csi_publish_total", Help: "NodePublishVolume calls by gRPC code.",
+	}, []string{"code"})
+	// Unpublishes counts CSI NodeUnpublishVolume calls by result.
+	Unpublishes = reg.NewCounterVec(prometheus.CounterOpts{
+		Name: "secretfs_csi_unpublish_total", Help: "NodeUnpublishVolume calls by gRPC code.",
+	}, []string{"code"})
+	// PublishSeconds is the latency of NodePublishVolume.
+	PublishSeconds = reg.NewHistogram(prometheus.HistogramOpts{
+		Name: "secretfs_csi_publish_seconds", Help: "NodePublishVolume latency.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	})
+	// RefreshErrors counts refreshes that failed and kept the last good version.
+	RefreshErrors = reg.NewCounterVec(prometheus.CounterOpts{
+		Name: "secretfs_refresh_errors_total", Help: "Failed refreshes that kept serving the last good version, by reason.",
+	}, []string{"reason"})
+	// Mounts is the number of volumes currently mounted.
+	Mounts = reg.NewGauge(prometheus.GaugeOpts{
+		Name: "secretfs_mounts", Help: "Volumes currently mounted.",
+	})
+	// CacheRequests counts cache lookups by result (hit, miss).
+	CacheRequests = reg.NewCounterVec(prometheus.CounterOpts{
+		Name: "secretfs_cache_requests_total", Help: "Cache lookups by result.",
+	}, []string{"result"})
+	// Watches is the number of backend watches currently open.
+	Watches = reg.NewGauge(prometheus.GaugeOpts{
+		Name: "secretfs_watches", Help: "Backend watches currently open.",
+	})
+	// BackendReads counts backend Get calls by result.
+	BackendReads = reg.NewCounterVec(prometheus.CounterOpts{
+		Name: "secretfs_backend_reads_total", Help: "Backend reads by result (ok, notfound, invalid, error).",
+	}, []string{"result"})
+	// UpdateSeconds is the time from a change seen by the cache to the
+	// new version being served by a mount.
+	UpdateSeconds = reg.NewHistogram(prometheus.HistogramOpts{
+		Name: "secretfs_update_seconds", Help: "Time from a detected change to the new version being served.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+	})
+	// Switches counts version switches of mounted volumes.
+	Switches = reg.NewCounter(prometheus.CounterOpts{
+		Name: "secretfs_version_switches_total", Help: "Version switches of mounted volumes.",
+	})
+)
+
+func init() {
+	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}
