@@ -1,0 +1,121 @@
+package fusefs
+
+import (
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/secretfs/secretfs/metrics"
+	"github.com/secretfs/secretfs/volume"
+)
+
+// Update switches the volume to a new version in one step: the `..data`
+// link of the new version replaces the old one under the lock, so a reader
+// resolves either all old or all new files. The kernel is then told to drop
+// its cached entries of the old version (FUSE_NOTIFY_DELETE, which also
+// gives watchers IN_DELETE_SELF); files opened before keep reading the old
+// version until they are closed and forgotten.
+func (fs *FS) Update(p *volume.Payload) error {
+	fs.mu.Lock()
+	old := fs.cur
+	v, err := newVersion(old.gen+1, now(), p, fs.perm)
+	if err != nil {
+		fs.mu.Unlock()
+		return err
+	}
+	fs.install(v)
+	old.retired.Store(v.created.UnixNano())
+	server := fs.server
+	fs.mu.Unlock()
+	metrics.Switches.Inc()
+
+	if server != nil {
+		fs.invalidate(old, v)
+	}
+	time.AfterFunc(fs.opts.Grace, func() { fs.hide(old) })
+	fs.opts.Logger.Debug("volume switched", "mount", fs.dir, "version", v.gen, "files", len(p.Files), "bytes", len(v.arena))
+	return nil
+}
+
+// invalidate tells the kernel what the switch from old to v changed. Errors
+// (ENOENT: nothing cached) are expected and ignored.
+func (fs *FS) invalidate(old, v *version) {
+	s := fs.server
+	// First `..data`, so new lookups reach the new version at once.
+	s.DeleteNotify(rootID, old.id(idxData), "..data")
+	// Then the old files: watchers of a file get IN_DELETE_SELF. A file
+	// looked up again by a reader who resolved the old folder gets its
+	// inode back, since we still answer for the old version.
+	fs.notifyTree(old, idxFolder, false)
+	for _, name := range old.top {
+		if _, ok := slices.BinarySearch(v.top, name); !ok {
+			s.DeleteNotify(rootID, linkID(name), name)
+		}
+	}
+	for _, name := range v.top {
+		if _, ok := slices.BinarySearch(old.top, name); !ok {
+			s.EntryNotify(rootID, name) // drop a negative entry, if any
+		}
+	}
+	// The root's attributes and cached listing changed.
+	s.InodeNotify(rootID, 0, 0)
+}
+
+// notifyTree sends FUSE_NOTIFY_DELETE for the files (dirs false) or the
+// folders (dirs true) below dir, children before parents: the kernel
+// refuses to delete a folder with cached entries.
+func (fs *FS) notifyTree(v *version, dir uint32, dirs bool) {
+	for _, c := range v.nodes[dir].children {
+		isDir := v.nodes[c].mode&syscall.S_IFMT == sIFDIR
+		if isDir {
+			fs.notifyTree(v, c, dirs)
+		}
+		if isDir == dirs {
+			fs.server.DeleteNotify(v.id(dir), v.id(c), v.nodes[c].name)
+		}
+	}
+}
+
+// hide ends a retired version's grace: its folder is no longer found by
+// name and the kernel is told the folders are gone. A deleted folder is
+// dead for the kernel (S_DEAD: nothing can be looked up in it), which is
+// why this waits for the grace instead of happening at the switch; a watch
+// on `..data` gets its IN_DELETE_SELF now.
+func (fs *FS) hide(v *version) {
+	fs.mu.Lock()
+	v.hidden.Store(true)
+	server := fs.server
+	fs.mu.Unlock()
+	if server != nil {
+		fs.notifyTree(v, idxFolder, true)
+		server.DeleteNotify(rootID, v.id(idxFolder), v.name)
+	}
+	fs.maybeDrop(v)
+}
+
+// maybeDrop releases a hidden version once the kernel holds none of its
+// nodes (no open file, no cached inode); Forget calls it again.
+func (fs *FS) maybeDrop(v *version) {
+	if !v.hidden.Load() || v.refs.Load() > 0 {
+		return
+	}
+	fs.mu.Lock()
+	if fs.versions[v.gen] != v || v.refs.Load() > 0 {
+		fs.mu.Unlock()
+		return
+	}
+	delete(fs.versions, v.gen)
+	fs.mu.Unlock()
+	v.wipe()
+	fs.opts.Logger.Debug("version released", "mount", fs.dir, "version", v.gen)
+}
+
+// wipeAll overwrites every version's bytes once the mount is gone.
+func (fs *FS) wipeAll() {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for gen, v := range fs.versions {
+		v.wipe()
+		delete(fs.versions, gen)
+	}
+}

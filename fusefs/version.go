@@ -1,0 +1,132 @@
+package fusefs
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/secretfs/secretfs/volume"
+)
+
+// A version is one immutable snapshot of the volume: the hidden folder
+// `..<timestamp>` and everything below it, plus the `..data` link that points
+// at it. Each version has its own node IDs (gen<<genShift | index), so a
+// switch never changes what an existing inode shows: the kernel keeps
+// serving open files of an old version from that version's nodes.
+type version struct {
+	gen     uint64
+	name    string // "..2006_01_02_15_04_05.<n>", kubelet's format
+	created time.Time
+	nodes   []node // index 0: the version folder; 1: the ..data link
+	byPath  map[string]uint32
+	arena   []byte // every file's bytes, owned here and wiped on drop
+	top     []string
+
+	refs    atomic.Int64 // kernel lookups not yet forgotten
+	retired atomic.Int64 // unix nanos when replaced; 0 while current
+	hidden  atomic.Bool  // grace over: no longer found by name
+}
+
+type node struct {
+	name     string
+	path     string // inside the version; "" for the folder itself
+	mode     uint32 // S_IFxxx | permission bits
+	data     []byte // file content (a slice of arena) or link target
+	children []uint32
+	subdirs  uint32
+}
+
+const (
+	genShift  = 24
+	idxMask   = 1<<genShift - 1
+	idxFolder = 0
+	idxData   = 1
+)
+
+func (v *version) id(idx uint32) uint64 { return v.gen<<genShift | uint64(idx) }
+
+// newVersion lays out a payload. Indices follow the sorted paths, so the
+// same payload and gen always give the same node IDs (a restarted server
+// can rebuild them).
+func newVersion(gen uint64, now time.Time, p *volume.Payload, perm dirPerm) (*version, error) {
+	paths := make([]string, 0, len(p.Files))
+	size := 0
+	for k, f := range p.Files {
+		paths = append(paths, k)
+		size += len(f.Data)
+	}
+	slices.Sort(paths)
+	if len(paths)*2+2 > idxMask {
+		return nil, fmt.Errorf("volume has too many files: %d", len(paths))
+	}
+	v := &version{
+		gen:     gen,
+		name:    versionName(now, gen),
+		created: now,
+		byPath:  map[string]uint32{"": idxFolder},
+		arena:   make([]byte, 0, size),
+	}
+	v.nodes = append(v.nodes,
+		node{name: v.name, mode: sIFDIR | perm.dir},
+		node{name: "..data", mode: sIFLNK | 0o777, data: []byte(v.name)})
+	for _, p2 := range paths {
+		f := p.Files[p2]
+		parent := v.mkdirAll(path.Dir(p2), perm)
+		start := len(v.arena)
+		v.arena = append(v.arena, f.Data...)
+		idx := v.add(parent, node{name: path.Base(p2), path: p2, mode: sIFREG | f.Mode&0o7777,
+			data: v.arena[start:len(v.arena):len(v.arena)]})
+		_ = idx
+	}
+	v.top = volume.TopLevel(p)
+	return v, nil
+}
+
+func (v *version) mkdirAll(dir string, perm dirPerm) uint32 {
+	if dir == "." || dir == "" {
+		return idxFolder
+	}
+	if idx, ok := v.byPath[dir]; ok {
+		return idx
+	}
+	parent := v.mkdirAll(path.Dir(dir), perm)
+	v.nodes[parent].subdirs++
+	return v.add(parent, node{name: path.Base(dir), path: dir, mode: sIFDIR | perm.dir})
+}
+
+func (v *version) add(parent uint32, n node) uint32 {
+	idx := uint32(len(v.nodes))
+	v.nodes = append(v.nodes, n)
+	v.byPath[n.path] = idx
+	v.nodes[parent].children = append(v.nodes[parent].children, idx)
+	return idx
+}
+
+// child finds name inside the folder at index dir.
+func (v *version) child(dir uint32, name string) (uint32, bool) {
+	p := name
+	if dir != idxFolder {
+		p = v.nodes[dir].path + "/" + name
+	}
+	idx, ok := v.byPath[p]
+	return idx, ok
+}
+
+// wipe overwrites the secret bytes before the version is released.
+func (v *version) wipe() {
+	clear(v.arena[:cap(v.arena)])
+}
+
+// versionName follows kubelet's atomic writer ("..2006_01_02_15_04_05.N");
+// the generation makes it unique even for two switches in one nanosecond.
+func versionName(t time.Time, gen uint64) string {
+	return t.UTC().Format("..2006_01_02_15_04_05.") + fmt.Sprintf("%09d%d", t.Nanosecond(), gen)
+}
+
+// isVersionName tells a name that may be a version folder, old or current.
+func isVersionName(name string) bool {
+	return strings.HasPrefix(name, "..") && name != "..data" && name != ".."
+}
