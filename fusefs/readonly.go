@@ -37,4 +37,4 @@ func (fs *FS) SetXAttr(<-chan struct{}, *fuse.SetXAttrIn, string, []byte) fuse.S
 	return erofs
 }
 func (fs *FS) RemoveXAttr(<-chan struct{}, *fuse.InHeader, string) fuse.Status { return erofs }
-func (fs *FS) Fallocate(<-chan struct{}, *fuse.FallocateIn) fuse.Status     { return erofs }
+func (fs *FS) Fallocate(<-chan struct{}, *fuse.FallocateIn) fuse.Status        { return erofs }
