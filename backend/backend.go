@@ -12,6 +12,9 @@ import (
 // ErrNotFound is wrapped by Get when the Secret does not exist.
 var ErrNotFound = errors.New("secret not found")
 
+// ErrForbidden is wrapped when the identity may not read the Secret (RBAC).
+var ErrForbidden = errors.New("forbidden")
+
 // ErrNoWatch is returned by Watch of a backend that cannot watch; the cache
 // then polls with Get.
 var ErrNoWatch = errors.New("backend cannot watch")

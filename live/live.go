@@ -1,0 +1,229 @@
+// Package live keeps one mounted volume fresh: it follows a Secret (through
+// the shared cache, or from updates pushed by its owner), projects each
+// version and switches the FUSE filesystem to it. Both `secretfs mount` and
+// the CSI plugin mount volumes through it.
+package live
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/secretfs/secretfs/backend"
+	"github.com/secretfs/secretfs/cache"
+	"github.com/secretfs/secretfs/fusefs"
+	"github.com/secretfs/secretfs/metrics"
+	"github.com/secretfs/secretfs/secret"
+	"github.com/secretfs/secretfs/volume"
+)
+
+// ErrUnavailable is wrapped when the backend cannot be read and nothing is
+// cached yet.
+var ErrUnavailable = errors.New("secret source unavailable")
+
+// Config describes one volume.
+type Config struct {
+	Spec     volume.Spec
+	Token    string // read as this identity (a pod's token); "" = our own
+	Strategy cache.Strategy
+	TTL      time.Duration
+	FS       fusefs.Options
+	Logger   *slog.Logger
+}
+
+// Volume is one mounted, live volume.
+type Volume struct {
+	cfg Config
+	dir string
+	fs  *fusefs.FS
+	sub *cache.Subscription // nil for a volume fed by Set
+
+	mu   sync.Mutex // orders switches
+	last *secret.Secret
+}
+
+// Mount reads the Secret through c, checks it projects, mounts it at dir
+// and follows its changes. Errors: *volume.NotFoundError for a missing
+// Secret or key (not optional), *secret.InvalidError for an invalid Secret,
+// ErrUnavailable (wrapped) when the source cannot be read, and the
+// backend's own (e.g. backend.ErrForbidden).
+func Mount(ctx context.Context, c *cache.Cache, dir string, cfg Config) (*Volume, error) {
+	v := newVolume(dir, cfg)
+	ref := backend.Ref{Namespace: cfg.Spec.Namespace, Name: cfg.Spec.SecretName, Token: cfg.Token}
+	var sub *cache.Subscription
+	ready := make(chan struct{})
+	sub, st := c.Subscribe(ctx, ref, cfg.Strategy, cfg.TTL, func(st cache.State) {
+		<-ready // the first state is applied by Mount itself
+		v.follow(st)
+	})
+	p, err := v.first(st)
+	if err != nil {
+		sub.Close()
+		close(ready)
+		return nil, err
+	}
+	v.sub = sub
+	if err := v.mount(p); err != nil {
+		sub.Close()
+		close(ready)
+		return nil, err
+	}
+	v.last = st.Secret
+	close(ready)
+	return v, nil
+}
+
+// MountStatic mounts a Secret that its owner supplies and updates with Set
+// (the CSI request's own `secrets`); nil means missing.
+func MountStatic(dir string, cfg Config, s *secret.Secret) (*Volume, error) {
+	v := newVolume(dir, cfg)
+	p, err := volume.Project(&cfg.Spec, s)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.mount(p); err != nil {
+		return nil, err
+	}
+	v.last = s
+	return v, nil
+}
+
+func newVolume(dir string, cfg Config) *Volume {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.FS.Logger = cfg.Logger
+	return &Volume{cfg: cfg, dir: dir}
+}
+
+func (v *Volume) mount(p *volume.Payload) error {
+	fs, err := fusefs.New(v.cfg.FS, p)
+	if err != nil {
+		return err
+	}
+	if err := fs.Mount(v.dir); err != nil {
+		return err
+	}
+	v.fs = fs
+	metrics.Mounts.Inc()
+	go func() { <-fs.Done(); metrics.Mounts.Dec() }()
+	return nil
+}
+
+// first turns the first cache state into the payload to mount, or the
+// error that refuses the mount.
+func (v *Volume) first(st cache.State) (*volume.Payload, error) {
+	spec := &v.cfg.Spec
+	var invalid *secret.InvalidError
+	switch {
+	case st.Secret != nil:
+		return volume.Project(spec, st.Secret)
+	case st.Missing:
+		return volume.Project(spec, nil) // empty if optional, else NotFoundError
+	case errors.As(st.Err, &invalid), errors.Is(st.Err, backend.ErrForbidden):
+		return nil, st.Err
+	case st.Err != nil:
+		return nil, fmt.Errorf("secret %q: %w: %w", spec.Ref(), ErrUnavailable, st.Err)
+	}
+	return nil, fmt.Errorf("secret %q: %w", spec.Ref(), ErrUnavailable)
+}
+
+// follow applies a change heard from the cache.
+func (v *Volume) follow(st cache.State) {
+	if v.fs == nil {
+		return // the mount failed; the subscription is closing
+	}
+	if err := v.apply(st.Secret, st.Missing); err != nil {
+		v.cfg.Logger.Error("volume keeps its last good version", "mount", v.dir, "secret", v.cfg.Spec.Ref(), "err", err)
+		return
+	}
+	if !st.Changed.IsZero() {
+		metrics.UpdateSeconds.Observe(time.Since(st.Changed).Seconds())
+	}
+}
+
+// apply switches to the version of s. A missing Secret empties an
+// optional volume; a non-optional one keeps its last good version and the
+// error is returned (SPEC §2).
+func (v *Volume) apply(s *secret.Secret, missing bool) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if s == nil && !missing {
+		return nil // an error with nothing new: keep serving
+	}
+	if s != nil && v.last != nil && s.SameContent(v.last) {
+		return nil
+	}
+	if s == nil && v.last == nil {
+		return nil // still missing
+	}
+	p, err := volume.Project(&v.cfg.Spec, s)
+	if err != nil {
+		metrics.RefreshErrors.WithLabelValues(reason(err)).Inc()
+		return err
+	}
+	if err := v.fs.Update(p); err != nil {
+		return err
+	}
+	v.last = s
+	v.cfg.Logger.Info("volume updated", "mount", v.dir, "secret", v.cfg.Spec.Ref(), "files", len(p.Files), "bytes", p.Size())
+	return nil
+}
+
+// Refresh re-reads the Secret as the strategy says (Get: now; Cache: if
+// the TTL expired; Watch: nothing to do) and applies it. On failure the
+// last good version stays and the error is returned for logging.
+func (v *Volume) Refresh(ctx context.Context) error {
+	if v.sub == nil {
+		return nil
+	}
+	st := v.sub.Refresh(ctx)
+	if err := v.apply(st.Secret, st.Missing); err != nil {
+		return err
+	}
+	if st.Err != nil {
+		metrics.RefreshErrors.WithLabelValues(reason(st.Err)).Inc()
+		return st.Err
+	}
+	return nil
+}
+
+// Set replaces the Secret of a volume mounted with MountStatic.
+func (v *Volume) Set(s *secret.Secret) error {
+	return v.apply(s, s == nil)
+}
+
+// Unmount stops following the Secret and detaches the filesystem (lazily
+// when busy; the data goes when the last open file closes).
+func (v *Volume) Unmount() error {
+	if v.sub != nil {
+		v.sub.Close()
+	}
+	return v.fs.Unmount()
+}
+
+// Done is closed once the mount is gone, however it went.
+func (v *Volume) Done() <-chan struct{} { return v.fs.Done() }
+
+// Dir is where the volume is mounted.
+func (v *Volume) Dir() string { return v.dir }
+
+// FS exposes the filesystem (stats, tests).
+func (v *Volume) FS() *fusefs.FS { return v.fs }
+
+func reason(err error) string {
+	var invalid *secret.InvalidError
+	var nf *volume.NotFoundError
+	switch {
+	case errors.As(err, &invalid):
+		return "invalid"
+	case errors.As(err, &nf):
+		return "notfound"
+	case errors.Is(err, backend.ErrForbidden):
+		return "forbidden"
+	}
+	return "unavailable"
+}
