@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/secretfs/secretfs/cache"
+	"github.com/secretfs/secretfs/fusefs"
+	"github.com/secretfs/secretfs/live"
+	"github.com/secretfs/secretfs/volume"
+)
+
+const mountSynopsis = `secretfs mount --source SOURCE [--namespace NS] --secret NAME
+               [--item KEY=PATH[:MODE]]... [--default-mode MODE] [--optional]
+               [--change-detection Watch|Cache|Get] [--ttl DURATION]
+               [--fs-group GID] MOUNTPOINT
+
+Shows a Secret's keys as files at MOUNTPOINT, exactly as a Pod sees a
+Kubernetes secret volume (..data, per-key links, modes), without writing
+them to disk. Stays in the foreground; Ctrl-C unmounts.
+
+SOURCE is file:DIR (a folder of manifests, watched for changes) or kube
+(the cluster of your kubeconfig). MODE is octal: 0400, 400 and 0o400 are
+the same. In --item, MODE is the text after the last ':'.
+
+Examples:
+  secretfs mount --source file:deploy/examples/secrets --secret mysecret /tmp/foo
+  secretfs mount --source kube -n prod --secret db --item password=db/pass:0400 /tmp/db`
+
+func init() {
+	commands["mount"] = command{"show a Secret as files at a mount point (foreground)", runMount}
+}
+
+// mountFlags are the flags mount shares with the volume description.
+type mountFlags struct {
+	source, namespace, secretName string
+	items                         itemsFlag
+	defaultMode                   modeFlag
+	optional                      bool
+	strategy                      string
+	ttl                           time.Duration
+	fsGroup                       gidFlag
+}
+
+func (m *mountFlags) bind(fs *flag.FlagSet) {
+	fs.StringVar(&m.source, "source", "", "where Secrets come from: file:DIR or kube")
+	fs.StringVar(&m.namespace, "namespace", "default", "the Secret's namespace")
+	fs.StringVar(&m.namespace, "n", "default", "short for --namespace")
+	fs.StringVar(&m.secretName, "secret", "", "the Secret's name (required)")
+	fs.Var(&m.items, "item", "show only this key, at PATH, as KEY=PATH[:MODE] (repeatable)")
+	fs.Var(&m.defaultMode, "default-mode", "octal mode of files without an item mode (default 0644)")
+	fs.BoolVar(&m.optional, "optional", false, "mount even if the Secret or a listed key is missing")
+	fs.StringVar(&m.strategy, "change-detection", "Watch", "how changes are found: Watch, Cache (re-read after --ttl) or Get (re-read every --ttl)")
+	fs.DurationVar(&m.ttl, "ttl", time.Minute, "re-read period for Cache and Get")
+	fs.Var(&m.fsGroup, "fs-group", "group owning every file; files gain group read (as a Pod's fsGroup)")
+}
+
+func (m *mountFlags) spec() (volume.Spec, error) {
+	if m.secretName == "" {
+		return volume.Spec{}, errors.New("--secret is required")
+	}
+	s := volume.Spec{Namespace: m.namespace, SecretName: m.secretName, Items: m.items,
+		DefaultMode: m.defaultMode.mode, Optional: m.optional, FSGroup: m.fsGroup.gid}
+	return s, s.Validate()
+}
+
+func runMount(args []string, _, stderr io.Writer) int {
+	var m mountFlags
+	fs := newFlagSet("mount", mountSynopsis, stderr)
+	m.bind(fs.FlagSet)
+	pos, _, err := parseInterleaved(fs, args)
+	if err != nil {
+		return fs.fail(err)
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "secretfs mount: %v\n", err)
+		return 1
+	}
+	if len(pos) != 1 {
+		return fail(fmt.Errorf("want exactly one MOUNTPOINT, got %d arguments", len(pos)))
+	}
+	spec, err := m.spec()
+	if err != nil {
+		return fail(err)
+	}
+	strategy, err := cache.ParseStrategy(m.strategy)
+	if err != nil {
+		return fail(fmt.Errorf("--change-detection: %w", err))
+	}
+	if m.ttl <= 0 {
+		return fail(fmt.Errorf("--ttl %v: must be positive", m.ttl))
+	}
+	b, err := openSource(m.source)
+	if err != nil {
+		return fail(err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	c := cache.New(b, cache.Options{Logger: log})
+	defer c.Close()
+
+	dir := pos[0]
+	made, err := ensureDir(dir)
+	if err != nil {
+		return fail(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	v, err := live.Mount(ctx, c, dir, live.Config{
+		Spec: spec, Strategy: strategy, TTL: m.ttl, Logger: log,
+		// The runner owns the files, so a 0400 file stays readable to them.
+		FS: fusefs.Options{UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), FSGroup: spec.FSGroup},
+	})
+	if err != nil {
+		if made {
+			os.Remove(dir)
+		}
+		return fail(err)
+	}
+	log.Info("mounted", "secret", spec.Ref(), "mountpoint", dir)
+	return serveUntilDone(ctx, v, m.ttl, log)
+}
+
+// serveUntilDone keeps the mount until a signal (unmount, exit 0) or an
+// unmount from outside (exit 0). Cache and Get re-read every ttl.
+func serveUntilDone(ctx context.Context, v *live.Volume, ttl time.Duration, log *slog.Logger) int {
+	tick := time.NewTicker(ttl)
+	defer tick.Stop()
+	for {
+		select {
+		case <-v.Done():
+			log.Info("unmounted from outside", "mountpoint", v.Dir())
+			return 0
+		case <-tick.C:
+			if err := v.Refresh(ctx); err != nil {
+				log.Warn("refresh failed; serving the last good version", "err", err)
+			}
+		case <-ctx.Done():
+			if err := v.Unmount(); err != nil {
+				log.Error("unmount", "err", err)
+				return 1
+			}
+			select {
+			case <-v.Done():
+			case <-time.After(2 * time.Second):
+				// Lazily detached and still in use: the kernel ends the
+				// session when the last file closes; we may go now.
+			}
+			return 0
+		}
+	}
+}
+
+// ensureDir creates the mount point if needed and says whether it did.
+func ensureDir(dir string) (bool, error) {
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && !fi.IsDir():
+		return false, fmt.Errorf("mount point %s is not a folder", dir)
+	case err == nil:
+		return false, nil
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return false, fmt.Errorf("create mount point: %w", err)
+		}
+		return true, nil
+	}
+	return false, fmt.Errorf("mount point: %w", err)
+}
