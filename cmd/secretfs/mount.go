@@ -102,7 +102,11 @@ func runMount(args []string, _, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Silent until mounted: a failure before then is reported once, below,
+	// as the one line that names what is wrong.
+	var level slog.LevelVar
+	level.Set(slog.LevelError + 1)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: &level}))
 	c := cache.New(b, cache.Options{Logger: log})
 	defer c.Close()
 
@@ -124,6 +128,7 @@ func runMount(args []string, _, stderr io.Writer) int {
 		}
 		return fail(err)
 	}
+	level.Set(slog.LevelInfo)
 	log.Info("mounted", "secret", spec.Ref(), "mountpoint", dir)
 	return serveUntilDone(ctx, v, m.ttl, log)
 }
