@@ -3,6 +3,7 @@ package fusefs
 import (
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -17,7 +18,7 @@ const MaxWrite = 64 * 1024
 // unmounted. It returns once the kernel has answered INIT.
 func (fs *FS) Mount(dir string) error {
 	opts := &fuse.MountOptions{
-		AllowOther:           true,
+		AllowOther:           os.Geteuid() == 0, // other users (containers) read it; fusermount needs user_allow_other
 		Options:              []string{"default_permissions"},
 		FsName:               fs.opts.Name,
 		Name:                 "secretfs",
