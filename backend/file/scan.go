@@ -1,0 +1,116 @@
+package file
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/secretfs/secretfs/backend"
+	"github.com/secretfs/secretfs/secret"
+)
+
+// ErrUnreachable is wrapped by Get when the answer cannot be trusted: the
+// folder is unreadable or a manifest does not parse. It is deliberately not
+// ErrNotFound, so a broken file never looks like a deleted Secret.
+var ErrUnreachable = errors.New("file source unreachable")
+
+// ErrDuplicate is wrapped by Get when a Secret is defined more than once.
+var ErrDuplicate = errors.New("secret defined more than once")
+
+type key struct{ namespace, name string }
+
+// found is one definition of a Secret: the parsed object or its
+// *secret.InvalidError, and the file it came from.
+type found struct {
+	file string
+	sec  *secret.Secret
+	err  error
+}
+
+// scan is one consistent reading of the whole folder.
+type scan struct {
+	dir    string
+	dirErr error            // the folder itself could not be listed
+	broken map[string]error // file path → why it could not be read or parsed
+	objs   map[key][]found
+}
+
+// isManifest picks the files SPEC §3 names. Hidden files are skipped: they
+// are editors' temporaries or the "..data" links of a mounted ConfigMap.
+func isManifest(name string) bool {
+	if strings.HasPrefix(name, ".") {
+		return false
+	}
+	switch filepath.Ext(name) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
+}
+
+// readDir parses every manifest directly in dir (not recursive).
+func readDir(dir string) *scan {
+	s := &scan{dir: dir, broken: map[string]error{}, objs: map[key][]found{}}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		s.dirErr = err
+		return s
+	}
+	for _, e := range entries {
+		if !isManifest(e.Name()) || e.IsDir() {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		data, err := os.ReadFile(path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue // removed since ReadDir, or a dangling link: not there
+		case errors.Is(err, syscall.EISDIR):
+			continue // a symlink to a folder
+		case err != nil:
+			s.broken[path] = err
+			continue
+		}
+		parsed, err := secret.ParseManifests(data, path)
+		if err != nil {
+			s.broken[path] = err
+			continue
+		}
+		for _, p := range parsed {
+			k := key{p.Namespace, p.Name}
+			s.objs[k] = append(s.objs[k], found{file: path, sec: p.Secret, err: p.Err})
+		}
+	}
+	return s
+}
+
+// lookup answers Get from one scan; see Backend.Get for the rules.
+func (s *scan) lookup(ref backend.Ref) (*secret.Secret, error) {
+	defs := s.objs[key{ref.Namespace, ref.Name}]
+	switch {
+	case len(defs) > 1:
+		files := make([]string, len(defs))
+		for i, d := range defs {
+			files[i] = d.file
+		}
+		return nil, fmt.Errorf("secret %s: %w: in %s", ref, ErrDuplicate, strings.Join(files, " and "))
+	case len(defs) == 1:
+		return defs[0].sec, defs[0].err
+	case s.dirErr != nil:
+		return nil, fmt.Errorf("secret %s: %w: %w", ref, ErrUnreachable, s.dirErr)
+	case len(s.broken) > 0:
+		// The Secret may be in the file we cannot read: say so, and name it.
+		files := make([]string, 0, len(s.broken))
+		for f := range s.broken {
+			files = append(files, f)
+		}
+		sort.Strings(files)
+		return nil, fmt.Errorf("secret %s: %w: cannot read %s: %w", ref, ErrUnreachable, files[0], s.broken[files[0]])
+	}
+	return nil, fmt.Errorf("secret %s: not in any manifest in %s: %w", ref, s.dir, backend.ErrNotFound)
+}

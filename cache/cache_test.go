@@ -1,0 +1,458 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/secretfs/secretfs/backend"
+	"github.com/secretfs/secretfs/backend/file"
+	"github.com/secretfs/secretfs/secret"
+)
+
+var ctx = context.Background()
+
+func ref(name string) backend.Ref { return backend.Ref{Namespace: "default", Name: name} }
+
+func manifest(name, password string, immutable bool) string {
+	return fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\nimmutable: %v\nstringData:\n  password: %q\n",
+		name, immutable, password)
+}
+
+func write(t *testing.T, dir, name, content string) {
+	t.Helper()
+	tmp := filepath.Join(dir, ".tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func password(s *secret.Secret) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return string(s.Data["password"])
+}
+
+// counting wraps a real backend to count what the cache asks of it.
+type counting struct {
+	backend.Backend
+	gets, watches, open atomic.Int32
+	gate                chan struct{} // if set, Get waits for it
+}
+
+func (c *counting) Get(ctx context.Context, r backend.Ref) (*secret.Secret, error) {
+	c.gets.Add(1)
+	if c.gate != nil {
+		<-c.gate
+	}
+	return c.Backend.Get(ctx, r)
+}
+
+func (c *counting) Watch(ctx context.Context, r backend.Ref, fn func(backend.Event)) error {
+	c.watches.Add(1)
+	c.open.Add(1)
+	defer c.open.Add(-1)
+	return c.Backend.Watch(ctx, r, fn)
+}
+
+func fileBackend(t *testing.T) (string, *counting) {
+	dir := t.TempDir()
+	b, err := file.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, &counting{Backend: b}
+}
+
+func newCache(t *testing.T, b backend.Backend, opts Options) *Cache {
+	c := New(b, opts)
+	t.Cleanup(c.Close)
+	return c
+}
+
+// eventually polls cond; the cache works in the background.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// recorder collects onChange calls.
+type recorder struct {
+	mu  sync.Mutex
+	got []State
+}
+
+func (r *recorder) onChange(s State) { r.mu.Lock(); r.got = append(r.got, s); r.mu.Unlock() }
+
+func (r *recorder) states() []State {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]State(nil), r.got...)
+}
+
+func (r *recorder) last() string {
+	if s := r.states(); len(s) > 0 {
+		return password(s[len(s)-1].Secret)
+	}
+	return ""
+}
+
+func TestParseStrategy(t *testing.T) {
+	for in, want := range map[string]Strategy{"": StrategyWatch, "Watch": StrategyWatch, "cache": StrategyCache, "GET": StrategyGet} {
+		if got, err := ParseStrategy(in); err != nil || got != want {
+			t.Errorf("ParseStrategy(%q) = %q, %v", in, got, err)
+		}
+	}
+	if _, err := ParseStrategy("Poll"); err == nil || !strings.Contains(err.Error(), `"Poll"`) {
+		t.Errorf("ParseStrategy(Poll): %v", err)
+	}
+}
+
+func TestSharedWatch(t *testing.T) {
+	dir, b := fileBackend(t)
+	write(t, dir, "db.yaml", manifest("db", "v1", false))
+	c := newCache(t, b, Options{})
+
+	const n = 100
+	recs := make([]*recorder, n)
+	subs := make([]*Subscription, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		recs[i] = &recorder{}
+		wg.Go(func() {
+			var st State
+			subs[i], st = c.Subscribe(ctx, ref("db"), StrategyWatch, 0, recs[i].onChange)
+			if password(st.Secret) != "v1" || st.Err != nil || st.Missing {
+				t.Errorf("first state: %+v", st)
+			}
+		})
+	}
+	wg.Wait()
+	eventually(t, "the watch", func() bool { return b.open.Load() == 1 })
+
+	write(t, dir, "db.yaml", manifest("db", "v2", false))
+	for i := range n {
+		eventually(t, "update", func() bool { return recs[i].last() == "v2" })
+	}
+	// The same content again, and an unrelated Secret: no calls.
+	write(t, dir, "db.yaml", manifest("db", "v2", false))
+	write(t, dir, "other.yaml", manifest("other", "x", false))
+	time.Sleep(100 * time.Millisecond)
+	for i := range n {
+		if got := len(recs[i].states()); got != 1 {
+			t.Fatalf("subscriber %d: %d calls, want 1", i, got)
+		}
+	}
+	if g, w := b.gets.Load(), b.watches.Load(); g != 1 || w != 1 {
+		t.Fatalf("backend: %d gets, %d watches; want 1 and 1", g, w)
+	}
+	for _, s := range subs {
+		s.Close()
+	}
+	c.Close()
+	eventually(t, "the watch to stop", func() bool { return b.open.Load() == 0 })
+}
+
+func TestSingleFlightFirstRead(t *testing.T) {
+	for _, st := range []Strategy{StrategyWatch, StrategyGet, StrategyCache} {
+		t.Run(string(st), func(t *testing.T) {
+			dir, b := fileBackend(t)
+			write(t, dir, "db.yaml", manifest("db", "v1", false))
+			b.gate = make(chan struct{})
+			c := newCache(t, b, Options{})
+			var wg sync.WaitGroup
+			for range 50 {
+				wg.Go(func() {
+					s, state := c.Subscribe(ctx, ref("db"), st, time.Hour, nil)
+					defer s.Close()
+					if password(state.Secret) != "v1" {
+						t.Errorf("state %+v", state)
+					}
+				})
+			}
+			eventually(t, "the first Get", func() bool { return b.gets.Load() == 1 })
+			time.Sleep(50 * time.Millisecond) // let every Subscribe arrive
+			close(b.gate)
+			wg.Wait()
+			// Get subscribers joining an existing entry read again (each
+			// publish sees fresh data); the first read was still one.
+			if st != StrategyGet && b.gets.Load() != 1 {
+				t.Fatalf("%d backend Gets, want 1", b.gets.Load())
+			}
+		})
+	}
+}
+
+func TestChangesInOrder(t *testing.T) {
+	dir, b := fileBackend(t)
+	c := newCache(t, b, Options{})
+	var rec recorder
+	s, st := c.Subscribe(ctx, ref("db"), StrategyWatch, 0, rec.onChange)
+	defer s.Close()
+	if !st.Missing || st.Secret != nil {
+		t.Fatalf("missing Secret: %+v", st)
+	}
+	for i := range 30 {
+		write(t, dir, "db.yaml", manifest("db", fmt.Sprint(i), false))
+		time.Sleep(time.Millisecond)
+	}
+	eventually(t, "last version", func() bool { return rec.last() == "29" })
+	prev := -1
+	for _, st := range rec.states() {
+		var v int
+		fmt.Sscan(password(st.Secret), &v)
+		if v <= prev {
+			t.Fatalf("out of order or repeated: %d after %d", v, prev)
+		}
+		prev = v
+	}
+	os.Remove(filepath.Join(dir, "db.yaml"))
+	eventually(t, "deletion", func() bool { l := rec.states(); return l[len(l)-1].Missing })
+	if st := s.State(); st.Secret != nil || !st.Missing {
+		t.Fatalf("after delete: %+v", st)
+	}
+}
+
+func TestImmutableNeverReread(t *testing.T) {
+	dir, b := fileBackend(t)
+	write(t, dir, "db.yaml", manifest("db", "v1", true))
+	c := newCache(t, b, Options{})
+	var rec recorder
+	for _, st := range []Strategy{StrategyWatch, StrategyGet, StrategyCache} {
+		s, state := c.Subscribe(ctx, ref("db"), st, time.Nanosecond, rec.onChange)
+		defer s.Close()
+		if password(state.Secret) != "v1" {
+			t.Fatalf("%s: %+v", st, state)
+		}
+	}
+	write(t, dir, "db.yaml", manifest("db", "v2", true))
+	time.Sleep(50 * time.Millisecond)
+	for range 5 {
+		for _, st := range []Strategy{StrategyGet, StrategyCache} {
+			s, _ := c.Subscribe(ctx, ref("db"), st, time.Nanosecond, nil)
+			if got := s.Refresh(ctx); password(got.Secret) != "v1" {
+				t.Fatalf("refresh re-read: %+v", got)
+			}
+			s.Close()
+		}
+	}
+	// One Get per family, and no watch at all.
+	if g, w := b.gets.Load(), b.watches.Load(); g != 2 || w != 0 {
+		t.Fatalf("backend: %d gets, %d watches; want 2 and 0", g, w)
+	}
+	if n := len(rec.states()); n != 0 {
+		t.Fatalf("%d onChange calls", n)
+	}
+}
+
+func TestGetStrategy(t *testing.T) {
+	dir, b := fileBackend(t)
+	write(t, dir, "db.yaml", manifest("db", "v1", false))
+	c := newCache(t, b, Options{})
+	var rec recorder
+	s, _ := c.Subscribe(ctx, ref("db"), StrategyGet, 0, rec.onChange)
+	defer s.Close()
+	for i := 2; i <= 6; i++ {
+		if i%2 == 0 {
+			write(t, dir, "db.yaml", manifest("db", fmt.Sprint("v", i), false))
+		}
+		want := fmt.Sprint("v", i-i%2)
+		if got := s.Refresh(ctx); password(got.Secret) != want {
+			t.Fatalf("refresh %d: %s, want %s", i, password(got.Secret), want)
+		}
+	}
+	time.Sleep(20 * time.Millisecond) // no background reads
+	if g, w := b.gets.Load(), b.watches.Load(); g != 6 || w != 0 {
+		t.Fatalf("backend: %d gets, %d watches; want 6 and 0", g, w)
+	}
+	eventually(t, "3 changes", func() bool { return len(rec.states()) == 3 })
+}
+
+func TestCacheStrategy(t *testing.T) {
+	dir, b := fileBackend(t)
+	write(t, dir, "db.yaml", manifest("db", "v1", false))
+	c := newCache(t, b, Options{})
+	const ttl = 200 * time.Millisecond
+	s, _ := c.Subscribe(ctx, ref("db"), StrategyCache, ttl, nil)
+	defer s.Close()
+	write(t, dir, "db.yaml", manifest("db", "v2", false))
+	for range 10 {
+		if got := s.Refresh(ctx); password(got.Secret) != "v1" {
+			t.Fatalf("re-read before the TTL: %s", password(got.Secret))
+		}
+	}
+	if g := b.gets.Load(); g != 1 {
+		t.Fatalf("%d gets before the TTL", g)
+	}
+	time.Sleep(ttl)
+	if got := s.Refresh(ctx); password(got.Secret) != "v2" {
+		t.Fatalf("after the TTL: %s", password(got.Secret))
+	}
+	if got := s.Refresh(ctx); password(got.Secret) != "v2" || b.gets.Load() != 2 {
+		t.Fatalf("gets %d", b.gets.Load())
+	}
+}
+
+func TestIdleLRU(t *testing.T) {
+	dir, b := fileBackend(t)
+	write(t, dir, "a.yaml", manifest("a", "a", false))
+	write(t, dir, "b.yaml", manifest("b", "b", false))
+	c := newCache(t, b, Options{MaxIdle: 1})
+
+	sa, _ := c.Subscribe(ctx, ref("a"), StrategyWatch, 0, nil)
+	sa.Close() // idle, still watched
+	eventually(t, "a's watch", func() bool { return b.open.Load() == 1 })
+	sa, st := c.Subscribe(ctx, ref("a"), StrategyWatch, 0, nil) // a hit
+	if password(st.Secret) != "a" || b.gets.Load() != 1 || b.watches.Load() != 1 {
+		t.Fatalf("revive: %+v gets=%d watches=%d", st, b.gets.Load(), b.watches.Load())
+	}
+	sa.Close()
+
+	sb, _ := c.Subscribe(ctx, ref("b"), StrategyWatch, 0, nil)
+	eventually(t, "b's watch", func() bool { return b.open.Load() == 2 })
+	sb.Close() // b idle: a is evicted, its watch stops
+	eventually(t, "a's watch to stop", func() bool { return b.open.Load() == 1 })
+	c.Subscribe(ctx, ref("a"), StrategyWatch, 0, nil)
+	if g := b.gets.Load(); g != 3 {
+		t.Fatalf("a after eviction: %d gets, want 3", g)
+	}
+}
+
+func TestStaleWhileError(t *testing.T) {
+	dir, b := fileBackend(t)
+	write(t, dir, "db.yaml", manifest("db", "v1", false))
+	c := newCache(t, b, Options{})
+	var rec recorder
+	s, _ := c.Subscribe(ctx, ref("db"), StrategyWatch, 0, rec.onChange)
+	defer s.Close()
+
+	write(t, dir, "db.yaml", "apiVersion: v1\nkind: Secret\nmetadata: [\n")
+	eventually(t, "the error", func() bool { return s.State().Err != nil })
+	if st := s.State(); password(st.Secret) != "v1" || st.Missing || !errors.Is(st.Err, file.ErrUnreachable) {
+		t.Fatalf("broken file: %+v", st)
+	}
+	write(t, dir, "db.yaml", manifest("db", "v1", false))
+	eventually(t, "recovery", func() bool { return s.State().Err == nil })
+	write(t, dir, "db.yaml", manifest("db", "v2", false))
+	eventually(t, "v2", func() bool { return rec.last() == "v2" })
+	if n := len(rec.states()); n != 1 {
+		t.Fatalf("%d onChange calls, want 1 (errors are not content changes)", n)
+	}
+}
+
+// flaky is an in-test backend: Get succeeds once then fails; Watch fails
+// (or cannot watch at all).
+type flaky struct {
+	gets, watches atomic.Int32
+	noWatch       bool
+}
+
+func (f *flaky) Get(context.Context, backend.Ref) (*secret.Secret, error) {
+	if f.gets.Add(1) == 1 {
+		return &secret.Secret{Namespace: "default", Name: "db", Data: map[string][]byte{"password": []byte("v1")}}, nil
+	}
+	return nil, errors.New("connection refused")
+}
+
+func (f *flaky) Watch(context.Context, backend.Ref, func(backend.Event)) error {
+	f.watches.Add(1)
+	if f.noWatch {
+		return backend.ErrNoWatch
+	}
+	return errors.New("connection refused")
+}
+
+func TestBackoff(t *testing.T) {
+	t.Run("watch", func(t *testing.T) {
+		f := &flaky{}
+		c := newCache(t, f, Options{}) // first retry after ~100ms, doubling
+		s, _ := c.Subscribe(ctx, ref("db"), StrategyWatch, 0, nil)
+		defer s.Close()
+		time.Sleep(time.Second)
+		// Without backoff this would be thousands; with it: 0, ~.1, ~.3, ~.7 s.
+		if n := f.watches.Load(); n < 3 || n > 6 {
+			t.Fatalf("%d watch attempts in 1s", n)
+		}
+		if st := s.State(); password(st.Secret) != "v1" || st.Err == nil {
+			t.Fatalf("state %+v", st)
+		}
+	})
+	t.Run("poll", func(t *testing.T) {
+		f := &flaky{noWatch: true}
+		c := newCache(t, f, Options{MaxBackoff: 80 * time.Millisecond})
+		c.minBackoff = 10 * time.Millisecond
+		s, _ := c.Subscribe(ctx, ref("db"), StrategyWatch, 10*time.Millisecond, nil)
+		defer s.Close()
+		time.Sleep(500 * time.Millisecond)
+		// Polling every 10ms would be ~50 reads; backing off to 80ms
+		// (jittered down to 40ms) is at most ~15.
+		if n := f.gets.Load(); n < 5 || n > 16 {
+			t.Fatalf("%d reads in 500ms", n)
+		}
+		if st := s.State(); password(st.Secret) != "v1" || st.Err == nil {
+			t.Fatalf("state %+v", st)
+		}
+	})
+	b := &backoff{base: 100 * time.Millisecond, max: time.Second}
+	for i, want := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
+		want *= time.Millisecond
+		if d := b.next(); d < want/2 || d > want {
+			t.Fatalf("step %d: %v not in [%v, %v]", i, d, want/2, want)
+		}
+	}
+}
+
+func TestClosedCache(t *testing.T) {
+	_, b := fileBackend(t)
+	c := New(b, Options{})
+	c.Close()
+	s, st := c.Subscribe(ctx, ref("db"), StrategyWatch, 0, nil)
+	if !errors.Is(st.Err, ErrClosed) || !errors.Is(s.Refresh(ctx).Err, ErrClosed) {
+		t.Fatalf("after Close: %+v", st)
+	}
+	s.Close()
+}
+
+// TestUpdateLatency logs file write → onChange latency through the file
+// backend and the cache over 200 edits; it asserts nothing about time.
+func TestUpdateLatency(t *testing.T) {
+	dir, b := fileBackend(t)
+	write(t, dir, "db.yaml", manifest("db", "start", false))
+	c := newCache(t, b, Options{})
+	got := make(chan string, 1000)
+	s, _ := c.Subscribe(ctx, ref("db"), StrategyWatch, 0, func(st State) { got <- password(st.Secret) })
+	defer s.Close()
+	var lat []time.Duration
+	for i := range 200 {
+		want := fmt.Sprint("v", i)
+		start := time.Now()
+		write(t, dir, "db.yaml", manifest("db", want, false))
+		for v := ""; v != want; {
+			select {
+			case v = <-got:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no update")
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	t.Logf("write→onChange over %d edits: p50 %v, p90 %v, p99 %v, max %v",
+		len(lat), lat[len(lat)/2], lat[len(lat)*9/10], lat[len(lat)*99/100], lat[len(lat)-1])
+}
