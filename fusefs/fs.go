@@ -73,9 +73,11 @@ type FS struct {
 	links    map[uint64]string   // link ID → top-level name (add only)
 	switched time.Time
 
-	server *fuse.Server
-	dir    string
-	done   chan struct{}
+	server  *fuse.Server
+	dir     string
+	fd      int // the /dev/fuse descriptor of the mount
+	journal Journal
+	done    chan struct{}
 }
 
 // New builds the filesystem showing p as its first version.

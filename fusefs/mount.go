@@ -4,49 +4,138 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
 // MaxWrite bounds request buffers. Nothing is written to this filesystem,
 // and a small value keeps every mount's buffers small; reads are still
-// served from the page cache after the first one.
+// served from the page cache after the first one. A server that takes over
+// a mount must use the same value (the kernel negotiated it at INIT).
 const MaxWrite = 64 * 1024
 
-// Mount serves the filesystem at dir (which must exist) until it is
-// unmounted. It returns once the kernel has answered INIT.
-func (fs *FS) Mount(dir string) error {
-	opts := &fuse.MountOptions{
-		AllowOther:           os.Geteuid() == 0, // other users (containers) read it; fusermount needs user_allow_other
-		Options:              []string{"default_permissions"},
-		FsName:               fs.opts.Name,
+// fsType is the mount's type as /proc/self/mountinfo shows it.
+const fsType = "fuse.secretfs"
+
+func (fs *FS) serverOptions() *fuse.MountOptions {
+	return &fuse.MountOptions{
 		Name:                 "secretfs",
-		DirectMount:          true,
-		DirectMountFlags:     syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV,
+		FsName:               fs.opts.Name,
 		DisableXAttrs:        true,
 		DisableReadDirPlus:   true,
 		EnableSymlinkCaching: true,
 		MaxWrite:             MaxWrite,
 		MaxBackground:        16,
 	}
-	server, err := fuse.NewServer(fs, dir, opts)
+}
+
+// Mount mounts the filesystem at dir (which must exist) and serves it until
+// it is unmounted. It mounts with mount(2) itself, keeping the /dev/fuse
+// descriptor, so that a keeper can hold it and a later process can take the
+// mount over (see Serve).
+func (fs *FS) Mount(dir string) error {
+	fd, err := syscall.Open("/dev/fuse", syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("mount %s: open /dev/fuse: %w", dir, err)
+	}
+	opts := []string{
+		fmt.Sprintf("fd=%d", fd),
+		"rootmode=40000",
+		fmt.Sprintf("user_id=%d", os.Geteuid()),
+		fmt.Sprintf("group_id=%d", os.Getegid()),
+		fmt.Sprintf("max_read=%d", MaxWrite),
+		"default_permissions",
+	}
+	if os.Geteuid() == 0 {
+		opts = append(opts, "allow_other") // other users (containers) read it
+	}
+	flags := uintptr(syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV)
+	if err := syscall.Mount(fs.opts.Name, dir, fsType, flags, strings.Join(opts, ",")); err != nil {
+		syscall.Close(fd)
+		return fmt.Errorf("mount %s: %w", dir, err)
+	}
+	if err := fs.serve(fd, dir, false); err != nil {
+		syscall.Unmount(dir, syscall.MNT_DETACH)
+		return err
+	}
+	return nil
+}
+
+// Serve takes over a live mount whose /dev/fuse descriptor is fd (handed
+// over by a keeper), after the previous server died or was upgraded.
+// Requests the old server had read but not answered are re-queued
+// (FUSE_NOTIFY_RESEND), and node IDs mean the same as before because they
+// are derived from the restored versions.
+func (fs *FS) Serve(fd int, dir string) error {
+	if err := notifyResend(fd); err != nil {
+		return fmt.Errorf("take over %s: %w", dir, err)
+	}
+	return fs.serve(fd, dir, true)
+}
+
+func (fs *FS) serve(fd int, dir string, takeover bool) error {
+	own, err := syscall.Dup(fd)
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
+	syscall.CloseOnExec(own)
 	fs.mu.Lock()
-	fs.server, fs.dir = server, dir
+	fs.fd, fs.dir = fd, dir
+	fs.mu.Unlock()
+	if takeover {
+		// The kernel sends INIT only once per mount; go-fuse waits for a
+		// first request, which statfs always produces (it is never cached).
+		go kick(dir)
+	}
+	server, err := fuse.NewServer(fs, fmt.Sprintf("/dev/fd/%d", own), fs.serverOptions())
+	if err != nil {
+		syscall.Close(own)
+		return fmt.Errorf("mount %s: %w", dir, err)
+	}
+	fs.mu.Lock()
+	fs.server = server
 	fs.mu.Unlock()
 	go func() {
 		server.Serve()
 		fs.wipeAll()
+		syscall.Close(fd)
 		close(fs.done)
 	}()
-	if err := server.WaitMount(); err != nil {
-		_ = server.Unmount()
-		return fmt.Errorf("mount %s: %w", dir, err)
+	return nil
+}
+
+func kick(dir string) {
+	for range 50 {
+		var st syscall.Statfs_t
+		if syscall.Statfs(dir, &st) == nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// notifyResend asks the kernel to queue again the requests a dead server
+// had read but not answered (FUSE_NOTIFY_RESEND, Linux 6.9).
+func notifyResend(fd int) error {
+	const notifyResend = 7
+	var hdr [16]byte
+	hdr[0] = 16                         // len
+	hdr[4] = notifyResend               // error carries the notify code
+	_, err := syscall.Write(fd, hdr[:]) // unique 0: a notification
+	if err != nil && !errors.Is(err, syscall.ENOENT) {
+		return fmt.Errorf("FUSE_NOTIFY_RESEND: %w", err)
 	}
 	return nil
+}
+
+// FD is the mount's /dev/fuse descriptor (for a keeper to hold a dup).
+func (fs *FS) FD() int {
+	fs.mu.RLock()
+	defer fs.mu.RUnlock()
+	return fs.fd
 }
 
 // Done is closed when the mount is gone (unmounted by us or from outside)

@@ -23,6 +23,15 @@ func (fs *FS) Update(p *volume.Payload) error {
 		fs.mu.Unlock()
 		return err
 	}
+	// Write ahead: the keeper learns of the version before the kernel can
+	// see a node of it, so a server that dies mid-switch is replaced by
+	// one that can answer for every ID the kernel holds.
+	if fs.journal != nil {
+		if err := fs.journal.PutVersion(v.state()); err != nil {
+			fs.opts.Logger.Warn("keeper lost; this mount will not survive a restart", "mount", fs.dir, "err", err)
+			fs.journal = nil
+		}
+	}
 	fs.install(v)
 	old.retired.Store(v.created.UnixNano())
 	server := fs.server
@@ -96,7 +105,7 @@ func (fs *FS) hide(v *version) {
 // maybeDrop releases a hidden version once the kernel holds none of its
 // nodes (no open file, no cached inode); Forget calls it again.
 func (fs *FS) maybeDrop(v *version) {
-	if !v.hidden.Load() || v.refs.Load() > 0 {
+	if !v.hidden.Load() || v.refs.Load() > 0 || v.refsUnknown {
 		return
 	}
 	fs.mu.Lock()
@@ -105,7 +114,11 @@ func (fs *FS) maybeDrop(v *version) {
 		return
 	}
 	delete(fs.versions, v.gen)
+	j := fs.journal
 	fs.mu.Unlock()
+	if j != nil {
+		j.DropVersion(v.gen)
+	}
 	v.wipe()
 	fs.opts.Logger.Debug("version released", "mount", fs.dir, "version", v.gen)
 }

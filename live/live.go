@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/fusefs"
+	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/metrics"
 	"github.com/secretfs/secretfs/secret"
 	"github.com/secretfs/secretfs/volume"
@@ -32,6 +34,10 @@ type Config struct {
 	TTL      time.Duration
 	FS       fusefs.Options
 	Logger   *slog.Logger
+	// Keeper, when set, holds the mount's descriptor and versions so the
+	// mount survives this process (registered under Dir with Meta).
+	Keeper *keeper.Client
+	Meta   []byte
 }
 
 // Volume is one mounted, live volume.
@@ -72,8 +78,56 @@ func Mount(ctx context.Context, c *cache.Cache, dir string, cfg Config) (*Volume
 		return nil, err
 	}
 	v.last = st.Secret
+	v.keep()
 	close(ready)
 	return v, nil
+}
+
+// Resume takes over a mount a keeper held for a process that is gone: the
+// filesystem is rebuilt from the snapshot, served on the handed-over
+// descriptor, registered again and kept fresh like any other.
+func Resume(ctx context.Context, c *cache.Cache, e keeper.Entry, cfg Config) (*Volume, error) {
+	v := newVolume(e.ID, cfg)
+	fs, err := fusefs.Restore(v.cfg.FS, e.Snap)
+	if err != nil {
+		closeFD(e.FD)
+		return nil, fmt.Errorf("take over %s: %w", e.ID, err)
+	}
+	if err := fs.Serve(e.FD, e.ID); err != nil {
+		closeFD(e.FD)
+		return nil, err
+	}
+	v.fs = fs
+	metrics.Mounts.Inc()
+	go func() { <-fs.Done(); metrics.Mounts.Dec() }()
+	v.keep()
+	if c == nil {
+		return v, nil // a volume fed by Set
+	}
+	ref := backend.Ref{Namespace: cfg.Spec.Namespace, Name: cfg.Spec.SecretName, Token: cfg.Token}
+	ready := make(chan struct{})
+	sub, st := c.Subscribe(ctx, ref, cfg.Strategy, cfg.TTL, func(st cache.State) {
+		<-ready
+		v.follow(st)
+	})
+	v.sub = sub
+	close(ready)
+	// What the old process showed stays until the source answers; a
+	// failure here is the backend being unreachable, not a reason to drop
+	// a mount that Pods are reading.
+	v.follow(st)
+	return v, nil
+}
+
+// keep registers the mount with the keeper, if there is one.
+func (v *Volume) keep() {
+	k := v.cfg.Keeper
+	if k == nil {
+		return
+	}
+	if err := v.fs.Attach(k.Register(v.dir, v.cfg.Meta, v.fs.FD())); err != nil {
+		v.cfg.Logger.Warn("keeper unavailable; this mount will not survive a restart", "mount", v.dir, "err", err)
+	}
 }
 
 // MountStatic mounts a Secret that its owner supplies and updates with Set
@@ -157,13 +211,14 @@ func (v *Volume) apply(s *secret.Secret, missing bool) error {
 	if s != nil && v.last != nil && s.SameContent(v.last) {
 		return nil
 	}
-	if s == nil && v.last == nil {
-		return nil // still missing
-	}
 	p, err := volume.Project(&v.cfg.Spec, s)
 	if err != nil {
 		metrics.RefreshErrors.WithLabelValues(reason(err)).Inc()
 		return err
+	}
+	if v.fs.Shows(p) {
+		v.last = s
+		return nil // e.g. a taken-over mount already showing this
 	}
 	if err := v.fs.Update(p); err != nil {
 		return err
@@ -202,7 +257,22 @@ func (v *Volume) Unmount() error {
 	if v.sub != nil {
 		v.sub.Close()
 	}
-	return v.fs.Unmount()
+	err := v.fs.Unmount()
+	if v.cfg.Keeper != nil {
+		v.fs.Detach()
+		if ferr := v.cfg.Keeper.Forget(v.dir); ferr != nil {
+			v.cfg.Logger.Warn("keeper did not hear of the unmount", "mount", v.dir, "err", ferr)
+		}
+	}
+	return err
+}
+
+// Abandon stops serving without unmounting, for a planned restart with a
+// keeper: the next process takes the mount over.
+func (v *Volume) Abandon() {
+	if v.sub != nil {
+		v.sub.Close()
+	}
 }
 
 // Done is closed once the mount is gone, however it went.
@@ -213,6 +283,12 @@ func (v *Volume) Dir() string { return v.dir }
 
 // FS exposes the filesystem (stats, tests).
 func (v *Volume) FS() *fusefs.FS { return v.fs }
+
+func closeFD(fd int) {
+	if fd >= 0 {
+		syscall.Close(fd)
+	}
+}
 
 func reason(err error) string {
 	var invalid *secret.InvalidError

@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/fusefs"
+	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/live"
 	"github.com/secretfs/secretfs/volume"
 )
@@ -48,6 +50,7 @@ type mountFlags struct {
 	strategy                      string
 	ttl                           time.Duration
 	fsGroup                       gidFlag
+	keeper                        string
 }
 
 func (m *mountFlags) bind(fs *flag.FlagSet) {
@@ -61,6 +64,7 @@ func (m *mountFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&m.strategy, "change-detection", "Watch", "how changes are found: Watch, Cache (re-read after --ttl) or Get (re-read every --ttl)")
 	fs.DurationVar(&m.ttl, "ttl", time.Minute, "re-read period for Cache and Get")
 	fs.Var(&m.fsGroup, "fs-group", "group owning every file; files gain group read (as a Pod's fsGroup)")
+	fs.StringVar(&m.keeper, "keeper", "", "socket of a 'secretfs keeper' that keeps the mount alive if this process dies; run again with the same arguments to take it back")
 }
 
 func (m *mountFlags) spec() (volume.Spec, error) {
@@ -110,22 +114,19 @@ func runMount(args []string, _, stderr io.Writer) int {
 	c := cache.New(b, cache.Options{Logger: log})
 	defer c.Close()
 
-	dir := pos[0]
-	made, err := ensureDir(dir)
+	dir, err := filepath.Abs(pos[0])
 	if err != nil {
 		return fail(err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	v, err := live.Mount(ctx, c, dir, live.Config{
+	cfg := live.Config{
 		Spec: spec, Strategy: strategy, TTL: m.ttl, Logger: log,
 		// The runner owns the files, so a 0400 file stays readable to them.
 		FS: fusefs.Options{UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), FSGroup: spec.FSGroup},
-	})
+	}
+	v, err := mountOrResume(ctx, c, dir, cfg, m.keeper, stderr)
 	if err != nil {
-		if made {
-			os.Remove(dir)
-		}
 		return fail(err)
 	}
 	level.Set(slog.LevelInfo)
@@ -163,6 +164,43 @@ func serveUntilDone(ctx context.Context, v *live.Volume, ttl time.Duration, log 
 	}
 }
 
+// mountOrResume takes the mount back from the keeper if it holds one at
+// dir (an earlier run died), and mounts afresh otherwise.
+func mountOrResume(ctx context.Context, c *cache.Cache, dir string, cfg live.Config, keeperPath string, stderr io.Writer) (*live.Volume, error) {
+	if keeperPath != "" {
+		k, err := keeper.Dial(keeperPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "secretfs mount: warning: %v; the mount will not survive this process\n", err)
+		} else {
+			cfg.Keeper = k
+			entries, err := k.List()
+			if err != nil {
+				return nil, err
+			}
+			var mine *keeper.Entry
+			for i := range entries {
+				if entries[i].ID == dir && mine == nil {
+					mine = &entries[i]
+				} else {
+					syscall.Close(entries[i].FD)
+				}
+			}
+			if mine != nil {
+				return live.Resume(ctx, c, *mine, cfg)
+			}
+		}
+	}
+	made, err := ensureDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	v, err := live.Mount(ctx, c, dir, cfg)
+	if err != nil && made {
+		os.Remove(dir)
+	}
+	return v, err
+}
+
 // ensureDir creates the mount point if needed and says whether it did.
 func ensureDir(dir string) (bool, error) {
 	fi, err := os.Stat(dir)
@@ -171,6 +209,12 @@ func ensureDir(dir string) (bool, error) {
 		return false, fmt.Errorf("mount point %s is not a folder", dir)
 	case err == nil:
 		return false, nil
+	case errors.Is(err, syscall.ENOTCONN):
+		// A dead FUSE mount (its server died without a keeper): clear it.
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			return false, fmt.Errorf("clear dead mount at %s: %w", dir, err)
+		}
+		return ensureDir(dir)
 	case errors.Is(err, os.ErrNotExist):
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return false, fmt.Errorf("create mount point: %w", err)

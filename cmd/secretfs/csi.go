@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/secretfs/secretfs/cache"
+	"github.com/secretfs/secretfs/csi"
+	"github.com/secretfs/secretfs/metrics"
+)
+
+const csiSynopsis = `secretfs csi --endpoint unix:///path/csi.sock --node-id NODE --source SOURCE
+             [--registration-dir DIR] [--metrics-addr ADDR] [--mount-root DIR]
+
+Serves the CSI driver ` + csi.DriverName + ` (Identity, Node and a minimal
+Controller): volumes described like a Kubernetes secret volume, mounted as
+read-only in-memory FUSE filesystems. SOURCE is file:DIR or kube; volumes
+whose data comes in nodePublishSecretRef need no source (--source none).`
+
+func init() {
+	commands["csi"] = command{"serve the CSI driver (kubelet plugin)", runCSI}
+}
+
+func runCSI(args []string, _, stderr io.Writer) int {
+	fs := flag.NewFlagSet("csi", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", csiSynopsis)
+		fs.PrintDefaults()
+	}
+	endpoint := fs.String("endpoint", "unix:///var/lib/kubelet/plugins/"+csi.DriverName+"/csi.sock", "CSI socket")
+	nodeID := fs.String("node-id", "", "this node's name (required; in a DaemonSet: spec.nodeName)")
+	source := fs.String("source", "", "where Secrets come from: file:DIR, kube, or none")
+	regDir := fs.String("registration-dir", "", "kubelet's plugins_registry folder: register there without a sidecar")
+	regEndpoint := fs.String("kubelet-endpoint", "", "the CSI socket path as kubelet sees it (default: the --endpoint path)")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9808)")
+	mountRoot := fs.String("mount-root", "/var/lib/kubelet", "clean dead secretfs mounts under this folder at start")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "secretfs csi: %v\n", err)
+		return 1
+	}
+	if fs.NArg() > 0 {
+		return fail(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	if *nodeID == "" {
+		return fail(errors.New("--node-id is required"))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fail(fmt.Errorf("--log-level: %w", err))
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg := csi.Config{Version: version, NodeID: *nodeID, Logger: log}
+	if *source != "none" {
+		b, err := openSource(*source)
+		if err != nil {
+			return fail(err)
+		}
+		cfg.Cache = cache.New(b, cache.Options{Logger: log})
+		defer cfg.Cache.Close()
+		// Only the API server knows pods' tokens; a file source reads
+		// the same whoever asks.
+		cfg.PodTokens = *source == "kube"
+	}
+	if n, err := csi.CleanupStale(*mountRoot, log); err != nil {
+		log.Warn("stale mounts left", "cleaned", n, "err", err)
+	} else if n > 0 {
+		log.Info("stale mounts cleaned", "cleaned", n)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *metricsAddr != "" {
+		srv, err := serveMetrics(*metricsAddr, log)
+		if err != nil {
+			return fail(err)
+		}
+		defer srv.Close()
+	}
+	d := csi.New(cfg)
+	err := csi.NewServer(d, csi.ServerOptions{
+		Endpoint: *endpoint, RegistrationDir: *regDir, RegistrationEndpoint: *regEndpoint, Logger: log,
+	}).Run(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	log.Info("CSI plugin stopped")
+	return 0
+}
+
+// serveMetrics serves /metrics and /healthz (the DaemonSet's liveness
+// probe: the process answers).
+func serveMetrics(addr string, log *slog.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr: %w", err)
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+		}
+	}()
+	return srv, nil
+}

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/secretfs/secretfs/keeper"
+)
+
+const keeperSynopsis = `secretfs keeper --socket PATH
+
+Holds the FUSE descriptors and in-memory contents of the mounts served by
+'secretfs csi --keeper PATH' and 'secretfs mount --keeper PATH', so that
+those mounts stay alive when their server crashes or is upgraded: the next
+server takes them over. Nothing is written to disk. Run it as its own
+long-lived process (its own container in the DaemonSet).`
+
+func init() {
+	commands["keeper"] = command{"hold mounts alive across restarts of their server", runKeeper}
+}
+
+func runKeeper(args []string, _, stderr io.Writer) int {
+	fs := newFlagSet("keeper", keeperSynopsis, stderr)
+	socket := fs.String("socket", "", "unix socket to serve (created with mode 0600)")
+	pos, _, err := parseInterleaved(fs, args)
+	if err != nil {
+		return fs.fail(err)
+	}
+	if *socket == "" || len(pos) > 0 {
+		fmt.Fprintln(stderr, "secretfs keeper: --socket PATH is required and nothing else")
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := keeper.New(log).Serve(ctx, *socket); err != nil {
+		fmt.Fprintf(stderr, "secretfs keeper: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,137 @@
+package fusefs
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/secretfs/secretfs/volume"
+)
+
+// Snapshot is everything a new server needs to take over a live mount:
+// every version the kernel may still reference, with the exact generation
+// numbers and names, so node IDs rebuild to what they meant. It holds the
+// secret bytes and lives only in memory (ours, and the keeper's).
+type Snapshot struct {
+	Start    time.Time
+	Current  uint64
+	Versions []VersionState
+	Links    []string // every top-level name ever linked
+}
+
+// VersionState is one version as a snapshot carries it.
+type VersionState struct {
+	Gen     uint64
+	Name    string
+	Created time.Time
+	Files   map[string]volume.File
+}
+
+// Journal is told of every version before it becomes visible and of every
+// version dropped, so a keeper always knows what the kernel may ask for.
+type Journal interface {
+	PutVersion(VersionState) error
+	DropVersion(gen uint64)
+}
+
+func (v *version) state() VersionState {
+	s := VersionState{Gen: v.gen, Name: v.name, Created: v.created, Files: map[string]volume.File{}}
+	for _, n := range v.nodes {
+		if n.mode&syscall.S_IFMT == sIFREG {
+			s.Files[n.path] = volume.File{Mode: n.mode & 0o7777, Data: n.data}
+		}
+	}
+	return s
+}
+
+// Attach registers a snapshot (with a keeper) and hands the journal it
+// returns every later change, under one lock so nothing is missed.
+func (fs *FS) Attach(register func(Snapshot) (Journal, error)) error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	j, err := register(fs.snapshot())
+	if err != nil {
+		return err
+	}
+	fs.journal = j
+	return nil
+}
+
+// Detach stops telling the journal (the keeper is gone).
+func (fs *FS) Detach() {
+	fs.mu.Lock()
+	fs.journal = nil
+	fs.mu.Unlock()
+}
+
+func (fs *FS) snapshot() Snapshot {
+	s := Snapshot{Start: fs.start, Current: fs.cur.gen}
+	for _, v := range fs.versions {
+		s.Versions = append(s.Versions, v.state())
+	}
+	sort.Slice(s.Versions, func(i, j int) bool { return s.Versions[i].Gen < s.Versions[j].Gen })
+	for _, name := range fs.links {
+		s.Links = append(s.Links, name)
+	}
+	sort.Strings(s.Links)
+	return s
+}
+
+// Restore rebuilds the filesystem of a live mount from a snapshot; Serve
+// then takes the mount over. The kernel's lookup counts of restored
+// versions are unknown, so they are never dropped before the unmount.
+func Restore(opts Options, s Snapshot) (*FS, error) {
+	fs, err := New(opts, &volume.Payload{})
+	if err != nil {
+		return nil, err
+	}
+	fs.versions = map[uint64]*version{}
+	fs.start = s.Start
+	var cur *version
+	for _, vs := range s.Versions {
+		v, err := newVersion(vs.Gen, vs.Created, &volume.Payload{Files: vs.Files}, fs.perm)
+		if err != nil {
+			return nil, err
+		}
+		v.name = vs.Name
+		v.nodes[idxFolder].name = vs.Name
+		v.nodes[idxData].data = []byte(vs.Name)
+		v.refsUnknown = true
+		fs.versions[v.gen] = v
+		if v.gen == s.Current {
+			cur = v
+		} else {
+			v.retired.Store(time.Now().UnixNano())
+			time.AfterFunc(fs.opts.Grace, func() { fs.hide(v) })
+		}
+	}
+	if cur == nil {
+		return nil, fmt.Errorf("snapshot has no current version %d", s.Current)
+	}
+	fs.install(cur)
+	for _, name := range s.Links {
+		fs.links[linkID(name)] = name
+	}
+	return fs, nil
+}
+
+// Shows reports whether the current version shows exactly p, so a
+// refresh that changes nothing does not switch versions.
+func (fs *FS) Shows(p *volume.Payload) bool {
+	fs.mu.RLock()
+	defer fs.mu.RUnlock()
+	files := 0
+	for _, n := range fs.cur.nodes {
+		if n.mode&syscall.S_IFMT != sIFREG {
+			continue
+		}
+		files++
+		f, ok := p.Files[n.path]
+		if !ok || f.Mode&0o7777 != n.mode&0o7777 || !bytes.Equal(f.Data, n.data) {
+			return false
+		}
+	}
+	return files == len(p.Files)
+}
