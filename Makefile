@@ -6,7 +6,7 @@ DEMO_DIR  ?= /tmp/secretfs-demo
 # ~11 minutes on 2 cores; go test's default 10 minute timeout is too short.
 TEST_TIMEOUT ?= 45m
 
-.PHONY: build test unit vet demo sanity bench clean
+.PHONY: build test unit vet demo sanity e2e bench clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/secretfs
@@ -24,6 +24,11 @@ unit:
 
 sanity:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./sanity/csisanity/
+
+# A real node: kubelet + containerd run the seed's Pods with secretfs volumes
+# beside kubelet's own secret volume (sanity/node harness).
+e2e:
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./e2e/
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./bench/
