@@ -3,6 +3,7 @@ package fusefs
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"syscall"
@@ -29,6 +30,9 @@ func (fs *FS) serverOptions() *fuse.MountOptions {
 		EnableSymlinkCaching: true,
 		MaxWrite:             MaxWrite,
 		MaxBackground:        16,
+		// go-fuse reports the end of a session ("connection abort") through
+		// its own logger; ours gets it at debug level instead of stderr.
+		Logger: slog.NewLogLogger(fs.opts.Logger.Handler(), slog.LevelDebug),
 	}
 }
 
