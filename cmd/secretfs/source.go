@@ -6,6 +6,7 @@ import (
 
 	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/backend/file"
+	"github.com/secretfs/secretfs/backend/kube"
 )
 
 // openSource turns --source into a backend: `file:DIR` or `kube`.
@@ -19,6 +20,16 @@ func openSource(src string) (backend.Backend, error) {
 		b, err := file.New(dir)
 		if err != nil {
 			return nil, fmt.Errorf("--source %q: %w", src, err)
+		}
+		return b, nil
+	case src == "kube":
+		cfg, err := kube.LoadConfig("")
+		if err != nil {
+			return nil, fmt.Errorf("--source kube: %w", err)
+		}
+		b, err := kube.New(cfg, kube.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("--source kube: %w", err)
 		}
 		return b, nil
 	case src == "":

@@ -1,0 +1,112 @@
+package kube
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/secretfs/secretfs/backend"
+)
+
+// grant gives namespace/sa the verbs on the one Secret name, as a pod's
+// Role typically does (resourceNames).
+func (e *env) grant(t *testing.T, ns, sa, name string, verbs ...string) {
+	t.Helper()
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: ns},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{name}, Verbs: verbs}}}
+	if _, err := e.api.RbacV1().Roles(ns).Create(e.ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: ns},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: sa},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: ns}}}
+	if _, err := e.api.RbacV1().RoleBindings(ns).Create(e.ctx, rb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) token(t *testing.T, ns, sa string) string {
+	t.Helper()
+	tok, err := e.c.TokenFor(e.ctx, ns, sa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func wantForbidden(t *testing.T, err error, secret, who string) {
+	t.Helper()
+	if !errors.Is(err, backend.ErrForbidden) || !strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), who) {
+		t.Fatalf("got %v, want ErrForbidden naming %s and %s", err, secret, who)
+	}
+}
+
+func TestForbidden(t *testing.T) {
+	e := start(t)
+	e.put(t, "default", "db", "password", "x")
+	tok := e.token(t, "default", "nobody")
+	r := backend.Ref{Namespace: "default", Name: "db", Token: tok}
+
+	_, err := e.b.Get(e.ctx, r)
+	wantForbidden(t, err, "default/db", "service account default/nobody")
+	t.Logf("get: %v", err)
+	if strings.Contains(err.Error(), tok) {
+		t.Fatal("the error carries the token")
+	}
+
+	ch, _ := e.watch(t, r)
+	ev := next(t, ch, 10*time.Second)
+	wantForbidden(t, ev.Err, "default/db", "service account default/nobody")
+	t.Logf("watch: %v", ev.Err)
+
+	// Granted later: the retrying watch picks it up (backoff ≤ 30 s; the
+	// first retries come within a few seconds).
+	e.grant(t, "default", "nobody", "db", "get", "list", "watch")
+	for {
+		ev = next(t, ch, 40*time.Second)
+		if ev.Err == nil {
+			break
+		}
+	}
+	wantData(t, ev, "password", "x")
+	e.put(t, "default", "db", "password", "y")
+	wantData(t, next(t, ch, 5*time.Second), "password", "y")
+}
+
+// A Role with resourceNames covers a watch with the metadata.name field
+// selector: that is what makes per-Secret watches work with pod tokens.
+func TestWatchWithPodToken(t *testing.T) {
+	e := start(t)
+	e.put(t, "default", "db", "password", "x")
+	e.grant(t, "default", "app", "db", "get", "list", "watch")
+	r := backend.Ref{Namespace: "default", Name: "db", Token: e.token(t, "default", "app")}
+	if _, err := e.b.Get(e.ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := e.watch(t, r)
+	wantData(t, next(t, ch, 10*time.Second), "password", "x")
+	e.put(t, "default", "db", "password", "y")
+	wantData(t, next(t, ch, 5*time.Second), "password", "y")
+	// Another Secret stays out of reach.
+	_, err := e.b.Get(e.ctx, backend.Ref{Namespace: "default", Name: "other", Token: r.Token})
+	wantForbidden(t, err, "default/other", "service account default/app")
+}
+
+// get without list/watch: Watch reports the state once and hands over to
+// polling (ErrNoWatch) instead of failing forever.
+func TestWatchGetOnlyFallsBackToPolling(t *testing.T) {
+	e := start(t)
+	e.put(t, "default", "db", "password", "x")
+	e.grant(t, "default", "getter", "db", "get")
+	r := backend.Ref{Namespace: "default", Name: "db", Token: e.token(t, "default", "getter")}
+	var evs []backend.Event
+	err := e.b.Watch(e.ctx, r, func(ev backend.Event) { evs = append(evs, ev) })
+	if !errors.Is(err, backend.ErrNoWatch) || len(evs) != 1 || evs[0].Secret == nil {
+		t.Fatalf("Watch = %v after %d events, want ErrNoWatch after the Secret", err, len(evs))
+	}
+	t.Logf("%v", err)
+}
