@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // MaxWrite bounds request buffers. Nothing is written to this filesystem,
@@ -108,7 +109,26 @@ func (fs *FS) serve(fd int, dir string, takeover bool) error {
 		syscall.Close(fd)
 		close(fs.done)
 	}()
+	if !takeover {
+		disablePoll(dir)
+	}
 	return nil
+}
+
+// disablePoll makes the kernel stop sending FUSE_POLL for this mount, as
+// go-fuse does for mounts it makes itself (it skips this for /dev/fd/N).
+// Without it, a Go program that opens a file of the mount in the serving
+// process can deadlock: the runtime adds the file to epoll, the kernel asks
+// the server (POLL), and a stop-the-world GC waits for that thread. go-fuse
+// answers the POLL of its magic file with ENOSYS; the kernel remembers that
+// for the connection, so a takeover needs nothing.
+func disablePoll(dir string) {
+	fd, err := syscall.Open(dir+"/.go-fuse-epoll-hack", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLPRI | unix.POLLOUT}}, 0)
+	syscall.Close(fd)
 }
 
 func kick(dir string) {
