@@ -1,0 +1,258 @@
+package csi
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/secretfs/secretfs/cache"
+	"github.com/secretfs/secretfs/volume"
+)
+
+// Attribute keys of volume_context (SPEC §4). Every other key outside
+// podInfoPrefix is refused, so a typo such as `defaultmode` never passes
+// silently.
+const (
+	attrSecretName      = "secretName"
+	attrItems           = "items"
+	attrDefaultMode     = "defaultMode"
+	attrOptional        = "optional"
+	attrChangeDetection = "changeDetection"
+	attrTTL             = "ttl"
+	attrSecretNamespace = "secretNamespace"
+	attrBase64Keys      = "base64Keys"
+
+	// podInfoPrefix is kubelet's (podInfoOnMount, tokenRequests); keys
+	// under it are never refused, new kubelets may add some.
+	podInfoPrefix   = "csi.storage.k8s.io/"
+	podNameKey      = podInfoPrefix + "pod.name"
+	podNamespaceKey = podInfoPrefix + "pod.namespace"
+	podUIDKey       = podInfoPrefix + "pod.uid"
+	podSAKey        = podInfoPrefix + "serviceAccount.name"
+	ephemeralKey    = podInfoPrefix + "ephemeral"
+	tokensKey       = podInfoPrefix + "serviceAccount.tokens"
+)
+
+var knownAttrs = []string{attrSecretName, attrItems, attrDefaultMode, attrOptional,
+	attrChangeDetection, attrTTL, attrSecretNamespace, attrBase64Keys}
+
+// staticSecretName stands in for the Secret's name when the data comes from
+// the request's `secrets`: errors then read `secret "ns/nodePublishSecretRef" …`.
+const staticSecretName = "nodePublishSecretRef"
+
+// Attributes is a parsed volume_context: what to show and how to follow it.
+type Attributes struct {
+	Spec       volume.Spec
+	Static     bool // the data is the request's `secrets` (no secretName)
+	Base64Keys []string
+	Strategy   cache.Strategy
+	TTL        time.Duration
+	Pod        PodInfo
+	Persistent bool
+}
+
+// PodInfo is what kubelet tells about the Pod (podInfoOnMount).
+type PodInfo struct {
+	Name, Namespace, UID, ServiceAccount string
+	// Tokens is the raw serviceAccount.tokens JSON; never logged.
+	Tokens string
+}
+
+// ParseAttributes turns volume_context into Attributes, applying the
+// namespace rule of SPEC §4. ours says the volume id was made by our
+// Controller; mountGroup is volume_capability.mount.volume_mount_group.
+// Errors name the attribute and map to InvalidArgument.
+func ParseAttributes(vc map[string]string, ours bool, mountGroup string) (*Attributes, error) {
+	for k := range vc {
+		if !slices.Contains(knownAttrs, k) && !strings.HasPrefix(k, podInfoPrefix) {
+			return nil, fmt.Errorf("volume attribute %q is unknown (known: %s, and keys under %s)", k, strings.Join(knownAttrs, ", "), podInfoPrefix)
+		}
+	}
+	a := &Attributes{Pod: PodInfo{
+		Name: vc[podNameKey], Namespace: vc[podNamespaceKey], UID: vc[podUIDKey],
+		ServiceAccount: vc[podSAKey], Tokens: vc[tokensKey],
+	}}
+	s := &a.Spec
+	s.SecretName = vc[attrSecretName]
+	if _, ok := vc[attrSecretName]; ok && s.SecretName == "" {
+		return nil, fmt.Errorf("volume attribute %s: must not be empty", attrSecretName)
+	}
+	if s.SecretName == "" {
+		a.Static, s.SecretName = true, staticSecretName
+	}
+	if v, ok := vc[attrItems]; ok {
+		items, err := parseItems(v)
+		if err != nil {
+			return nil, fmt.Errorf("volume attribute %s: %w", attrItems, err)
+		}
+		s.Items = items
+	}
+	if v, ok := vc[attrDefaultMode]; ok {
+		m, err := volume.ParseMode(v)
+		if err != nil {
+			return nil, fmt.Errorf("volume attribute %s: %w", attrDefaultMode, err)
+		}
+		s.DefaultMode = &m
+	}
+	if v, ok := vc[attrOptional]; ok {
+		// Only the two words: "yes", "1" or "True" are typos of intent
+		// too often to guess.
+		switch v {
+		case "true":
+			s.Optional = true
+		case "false":
+		default:
+			return nil, fmt.Errorf("volume attribute %s: %q is neither \"true\" nor \"false\"", attrOptional, v)
+		}
+	}
+	var err error
+	if a.Strategy, err = cache.ParseStrategy(vc[attrChangeDetection]); err != nil {
+		return nil, fmt.Errorf("volume attribute %s: %w", attrChangeDetection, err)
+	}
+	if v, ok := vc[attrTTL]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("volume attribute %s: %q is not a positive duration such as 1m", attrTTL, v)
+		}
+		a.TTL = d
+	}
+	if v, ok := vc[attrBase64Keys]; ok {
+		if !a.Static {
+			return nil, fmt.Errorf("volume attribute %s: only applies to nodePublishSecretRef data, not with %s", attrBase64Keys, attrSecretName)
+		}
+		for _, k := range strings.Split(v, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				a.Base64Keys = append(a.Base64Keys, k)
+			}
+		}
+	}
+	if mountGroup != "" {
+		g, err := strconv.ParseInt(mountGroup, 10, 64)
+		if err != nil || g < 0 || g > 1<<32-2 {
+			return nil, fmt.Errorf("volume_mount_group %q: not a group ID", mountGroup)
+		}
+		s.FSGroup = &g
+	}
+	if err := a.namespace(vc, ours); err != nil {
+		return nil, err
+	}
+	if err := s.Validate(); err != nil {
+		return nil, fmt.Errorf("volume attributes: %w", err)
+	}
+	return a, nil
+}
+
+// namespace applies the rule that keeps a Pod inside its namespace: only a
+// volume known to be persistent (its attributes written by an admin in a
+// PV, not by the Pod's author) may name another namespace.
+func (a *Attributes) namespace(vc map[string]string, ours bool) error {
+	eph, hasEph := vc[ephemeralKey]
+	switch eph {
+	case "", "true", "false":
+	default:
+		return fmt.Errorf("volume attribute %s: %q is neither \"true\" nor \"false\"", ephemeralKey, eph)
+	}
+	// kubelet says "true" for inline volumes; their ids are kubelet's own
+	// ("csi-<sha256>"), so "true" wins over an id that looks like ours.
+	a.Persistent = eph == "false" || ours && !(hasEph && eph == "true")
+	podNS, secretNS := a.Pod.Namespace, vc[attrSecretNamespace]
+	switch {
+	case a.Persistent && secretNS != "":
+		a.Spec.Namespace = secretNS
+	case a.Persistent && podNS != "":
+		a.Spec.Namespace = podNS
+	case a.Persistent:
+		return fmt.Errorf("volume attribute %s: required for a persistent volume when the pod namespace is unknown", attrSecretNamespace)
+	case podNS == "":
+		return fmt.Errorf("volume attribute %s is missing: the CSIDriver needs podInfoOnMount: true for inline volumes", podNamespaceKey)
+	case secretNS != "" && secretNS != podNS:
+		return fmt.Errorf("volume attribute %s %q: an inline volume may only read its pod's namespace %q", attrSecretNamespace, secretNS, podNS)
+	default:
+		a.Spec.Namespace = podNS
+	}
+	return nil
+}
+
+// parseItems reads a JSON or YAML list of {key, path, mode}. YAML is read
+// as kubectl reads it (YAML 1.1: a leading 0 is octal); JSON numbers are
+// decimal (256 = 0400); a string mode is always octal.
+func parseItems(text string) ([]volume.Item, error) {
+	var raw []map[string]json.RawMessage
+	if err := unmarshalYAMLOrJSON(text, &raw); err != nil {
+		return nil, fmt.Errorf("not a list of {key, path, mode}: %w", err)
+	}
+	items := make([]volume.Item, 0, len(raw))
+	for i, r := range raw {
+		var it volume.Item
+		for f, v := range r {
+			var err error
+			switch f {
+			case "key":
+				err = json.Unmarshal(v, &it.Key)
+			case "path":
+				err = json.Unmarshal(v, &it.Path)
+			case "mode":
+				it.Mode, err = parseItemMode(v)
+			default:
+				err = fmt.Errorf("unknown field (want key, path, mode)")
+			}
+			if err != nil {
+				return nil, fmt.Errorf("[%d].%s: %w", i, f, err)
+			}
+		}
+		if it.Key == "" {
+			return nil, fmt.Errorf("[%d].key: required", i)
+		}
+		if it.Path == "" {
+			return nil, fmt.Errorf("[%d].path: required", i)
+		}
+		items = append(items, it)
+	}
+	return items, nil
+}
+
+func parseItemMode(v json.RawMessage) (*int32, error) {
+	if string(v) == "null" {
+		return nil, nil
+	}
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		m, err := volume.ParseMode(s)
+		return &m, err
+	}
+	n, err := strconv.ParseInt(string(v), 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not an integer or an octal string", v)
+	}
+	if n < 0 || n > volume.MaxMode {
+		return nil, fmt.Errorf("%d (%#o) out of range 0-0777 (as a number it is decimal; write \"0400\" for octal)", n, n)
+	}
+	m := int32(n)
+	return &m, nil
+}
+
+// sortedKeys lists a map's keys in order, for stable messages and ids.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// unmarshalYAMLOrJSON reads YAML 1.1 the way kubectl does (JSON is a
+// subset, so JSON text reads the same as through encoding/json).
+func unmarshalYAMLOrJSON(text string, v any) error {
+	js, err := yaml.YAMLToJSON([]byte(text))
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(js, v)
+}

@@ -1,0 +1,179 @@
+package csi
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/secretfs/secretfs/cache"
+)
+
+func TestParseAttributes(t *testing.T) {
+	pod := func(kv ...string) map[string]string {
+		m := map[string]string{podNamespaceKey: "team", podNameKey: "app", ephemeralKey: "true"}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	i32 := func(v int32) *int32 { return &v }
+	cases := []struct {
+		name   string
+		vc     map[string]string
+		ours   bool
+		group  string
+		errHas string // "" = no error
+		check  func(*testing.T, *Attributes)
+	}{
+		{name: "plain", vc: pod("secretName", "db"), check: func(t *testing.T, a *Attributes) {
+			if a.Spec.Namespace != "team" || a.Spec.SecretName != "db" || a.Static || a.Persistent || a.Strategy != cache.StrategyWatch {
+				t.Errorf("%+v", a)
+			}
+		}},
+		{name: "unknown key", vc: pod("secretName", "db", "defaultmode", "0400"), errHas: `"defaultmode"`},
+		{name: "pod info keys pass", vc: pod("secretName", "db", podInfoPrefix+"future.key", "x")},
+		{name: "empty secretName", vc: pod("secretName", ""), errHas: "secretName"},
+		{name: "no secretName is static", vc: pod(), check: func(t *testing.T, a *Attributes) {
+			if !a.Static || a.Spec.SecretName != staticSecretName {
+				t.Errorf("%+v", a)
+			}
+		}},
+		{name: "defaultMode octal", vc: pod("secretName", "s", "defaultMode", "400"), check: func(t *testing.T, a *Attributes) {
+			if *a.Spec.DefaultMode != 0o400 {
+				t.Errorf("%#o", *a.Spec.DefaultMode)
+			}
+		}},
+		{name: "defaultMode 0o", vc: pod("secretName", "s", "defaultMode", "0o440"), check: func(t *testing.T, a *Attributes) {
+			if *a.Spec.DefaultMode != 0o440 {
+				t.Errorf("%#o", *a.Spec.DefaultMode)
+			}
+		}},
+		{name: "defaultMode bad", vc: pod("secretName", "s", "defaultMode", "0999"), errHas: "defaultMode"},
+		{name: "optional true", vc: pod("secretName", "s", "optional", "true"), check: func(t *testing.T, a *Attributes) {
+			if !a.Spec.Optional {
+				t.Error("not optional")
+			}
+		}},
+		{name: "optional True", vc: pod("secretName", "s", "optional", "True"), errHas: "optional"},
+		{name: "optional 1", vc: pod("secretName", "s", "optional", "1"), errHas: "optional"},
+		{name: "strategy", vc: pod("secretName", "s", "changeDetection", "Cache", "ttl", "30s"), check: func(t *testing.T, a *Attributes) {
+			if a.Strategy != cache.StrategyCache || a.TTL != 30*time.Second {
+				t.Errorf("%v %v", a.Strategy, a.TTL)
+			}
+		}},
+		{name: "strategy bad", vc: pod("secretName", "s", "changeDetection", "Poll"), errHas: "changeDetection"},
+		{name: "ttl bad", vc: pod("secretName", "s", "ttl", "-1s"), errHas: "ttl"},
+		{name: "items JSON decimal", vc: pod("secretName", "s", "items", `[{"key":"a","path":"x/a","mode":256}]`), check: func(t *testing.T, a *Attributes) {
+			if len(a.Spec.Items) != 1 || a.Spec.Items[0].Path != "x/a" || *a.Spec.Items[0].Mode != 0o400 {
+				t.Errorf("%+v", a.Spec.Items)
+			}
+		}},
+		{name: "items YAML leading 0 is octal", vc: pod("secretName", "s", "items", "- key: a\n  path: a\n  mode: 0400\n"), check: func(t *testing.T, a *Attributes) {
+			if *a.Spec.Items[0].Mode != 0o400 {
+				t.Errorf("%#o", *a.Spec.Items[0].Mode)
+			}
+		}},
+		{name: "items string mode octal", vc: pod("secretName", "s", "items", `[{"key":"a","path":"a","mode":"440"}]`), check: func(t *testing.T, a *Attributes) {
+			if *a.Spec.Items[0].Mode != 0o440 {
+				t.Errorf("%#o", *a.Spec.Items[0].Mode)
+			}
+		}},
+		{name: "items no mode", vc: pod("secretName", "s", "items", `[{"key":"a","path":"a"}]`), check: func(t *testing.T, a *Attributes) {
+			if a.Spec.Items[0].Mode != nil {
+				t.Error("mode set")
+			}
+		}},
+		{name: "items mode too big", vc: pod("secretName", "s", "items", `[{"key":"a","path":"a","mode":1000}]`), errHas: "items"},
+		{name: "items mode float", vc: pod("secretName", "s", "items", `[{"key":"a","path":"a","mode":1.5}]`), errHas: "mode"},
+		{name: "items unknown field", vc: pod("secretName", "s", "items", `[{"key":"a","paht":"a"}]`), errHas: "paht"},
+		{name: "items missing path", vc: pod("secretName", "s", "items", `[{"key":"a"}]`), errHas: "path"},
+		{name: "items not a list", vc: pod("secretName", "s", "items", `{"key":"a"}`), errHas: "items"},
+		{name: "items bad path", vc: pod("secretName", "s", "items", `[{"key":"a","path":"/etc/a"}]`), errHas: "items[0].path"},
+		{name: "items bad key", vc: pod("secretName", "s", "items", `[{"key":"a b","path":"a"}]`), errHas: "items[0].key"},
+		{name: "base64Keys with secretName", vc: pod("secretName", "s", "base64Keys", "a"), errHas: "base64Keys"},
+		{name: "base64Keys static", vc: pod("base64Keys", "a, b"), check: func(t *testing.T, a *Attributes) {
+			if strings.Join(a.Base64Keys, ",") != "a,b" {
+				t.Errorf("%v", a.Base64Keys)
+			}
+		}},
+		{name: "mount group", vc: pod("secretName", "s"), group: "1001", check: func(t *testing.T, a *Attributes) {
+			if a.Spec.FSGroup == nil || *a.Spec.FSGroup != 1001 {
+				t.Errorf("%v", a.Spec.FSGroup)
+			}
+		}},
+		{name: "mount group not a number", vc: pod("secretName", "s"), group: "wheel", errHas: "volume_mount_group"},
+		{name: "mount group negative", vc: pod("secretName", "s"), group: "-1", errHas: "volume_mount_group"},
+		// The namespace rule (SPEC §4).
+		{name: "inline other namespace", vc: pod("secretName", "s", "secretNamespace", "other"), errHas: "secretNamespace"},
+		{name: "inline same namespace", vc: pod("secretName", "s", "secretNamespace", "team")},
+		{name: "no pod namespace", vc: map[string]string{"secretName": "s", "secretNamespace": "x"}, errHas: podNamespaceKey},
+		{name: "no pod namespace, nothing", vc: map[string]string{"secretName": "s"}, errHas: podNamespaceKey},
+		{name: "ephemeral false honours secretNamespace", vc: pod("secretName", "s", ephemeralKey, "false", "secretNamespace", "other"), check: func(t *testing.T, a *Attributes) {
+			if a.Spec.Namespace != "other" || !a.Persistent {
+				t.Errorf("%+v", a)
+			}
+		}},
+		{name: "persistent without secretNamespace uses pod's", vc: pod("secretName", "s", ephemeralKey, "false"), check: func(t *testing.T, a *Attributes) {
+			if a.Spec.Namespace != "team" {
+				t.Errorf("%q", a.Spec.Namespace)
+			}
+		}},
+		{name: "our id is persistent", vc: map[string]string{"secretName": "s", "secretNamespace": "other"}, ours: true, check: func(t *testing.T, a *Attributes) {
+			if a.Spec.Namespace != "other" || !a.Persistent {
+				t.Errorf("%+v", a)
+			}
+		}},
+		{name: "our id without any namespace", vc: map[string]string{"secretName": "s"}, ours: true, errHas: "secretNamespace"},
+		{name: "our id but ephemeral true", vc: pod("secretName", "s", "secretNamespace", "other"), ours: true, errHas: "secretNamespace"},
+		{name: "ephemeral garbage", vc: pod("secretName", "s", ephemeralKey, "maybe"), errHas: "ephemeral"},
+		{name: "items mode", vc: pod("secretName", "s", "items", `[{"key":"a","path":"a","mode":"0400"}]`), check: func(t *testing.T, a *Attributes) {
+			if *a.Spec.Items[0].Mode != *i32(0o400) {
+				t.Error("mode")
+			}
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a, err := ParseAttributes(c.vc, c.ours, c.group)
+			switch {
+			case c.errHas == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case c.errHas != "" && err == nil:
+				t.Fatalf("no error, want one naming %s", c.errHas)
+			case c.errHas != "" && !strings.Contains(err.Error(), c.errHas):
+				t.Fatalf("error %q does not name %s", err, c.errHas)
+			}
+			if err == nil && c.check != nil {
+				c.check(t, a)
+			}
+		})
+	}
+}
+
+func TestPodToken(t *testing.T) {
+	tok, err := podToken(`{"other":{"token":"o"},"":{"token":"api","expirationTimestamp":"2030-01-01T00:00:00Z"}}`)
+	if err != nil || tok != "api" {
+		t.Errorf("%q %v", tok, err)
+	}
+	tok, err = podToken(`{"b":{"token":"tb"},"a":{"token":"ta"}}`)
+	if err != nil || tok != "ta" {
+		t.Errorf("%q %v", tok, err)
+	}
+	if _, err := podToken(`{"":"sekrit-token"}`); err == nil || strings.Contains(err.Error(), "sekrit") {
+		t.Errorf("bad JSON: %v", err)
+	}
+}
+
+func TestControllerID(t *testing.T) {
+	a := controllerID("pvc-1", map[string]string{"secretName": "s", "defaultMode": "0400"})
+	b := controllerID("pvc-1", map[string]string{"defaultMode": "0400", "secretName": "s"})
+	c := controllerID("pvc-1", map[string]string{"secretName": "t"})
+	if a != b || a == c || !isControllerID(a) || len(a) > 128 {
+		t.Errorf("%s %s %s", a, b, c)
+	}
+	for _, id := range []string{"csi-" + strings.Repeat("a", 64), "sfs-xyz", "sfs-" + strings.Repeat("A", 40), ""} {
+		if isControllerID(id) {
+			t.Errorf("%q taken for ours", id)
+		}
+	}
+}

@@ -1,0 +1,57 @@
+// Package csi is the secretfs CSI plugin: kubelet's `secret` volume served
+// as a CSI driver. As in cert-manager's csi-lib, the gRPC layer (identity,
+// controller, node, server) validates requests and maps errors, and knows
+// nothing of storage; volumes.go turns a validated request into a live
+// FUSE mount.
+package csi
+
+import (
+	"log/slog"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+
+	"github.com/secretfs/secretfs/cache"
+)
+
+// DriverName is the CSI driver name (the CSIDriver object's name).
+const DriverName = "secretfs.csi.dev"
+
+// Config describes one plugin process.
+type Config struct {
+	Name    string // default DriverName
+	Version string
+	NodeID  string
+	// Cache reads Secrets named by secretName; nil means only volumes
+	// whose data arrives in the request (nodePublishSecretRef) work.
+	Cache *cache.Cache
+	// PodTokens passes the pod's service account token (from
+	// csi.storage.k8s.io/serviceAccount.tokens) to the source, so the
+	// pod's RBAC decides. Only the kube source uses tokens.
+	PodTokens bool
+	Logger    *slog.Logger
+}
+
+// Driver implements the CSI Identity, Controller and Node services.
+type Driver struct {
+	csi.UnimplementedIdentityServer
+	csi.UnimplementedControllerServer
+	csi.UnimplementedNodeServer
+
+	cfg    Config
+	log    *slog.Logger
+	mounts *mounts
+}
+
+// New returns a driver; Serve it with a Server.
+func New(cfg Config) *Driver {
+	if cfg.Name == "" {
+		cfg.Name = DriverName
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Driver{cfg: cfg, log: cfg.Logger, mounts: newMounts()}
+}

@@ -1,0 +1,41 @@
+package csi
+
+import (
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/secretfs/secretfs/backend"
+	"github.com/secretfs/secretfs/live"
+	"github.com/secretfs/secretfs/secret"
+	"github.com/secretfs/secretfs/volume"
+)
+
+// mountError maps an error of live.Mount (or of building a Secret from the
+// request) to the gRPC code SPEC §4 gives it. The messages name objects
+// and keys, never values, so they travel to kubelet's Pod events as is.
+func mountError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var nf *volume.NotFoundError
+	var invalid *secret.InvalidError
+	code := codes.Internal
+	switch {
+	case errors.As(err, &nf):
+		code = codes.NotFound
+	case errors.As(err, &invalid):
+		code = codes.FailedPrecondition
+	case errors.Is(err, backend.ErrForbidden):
+		code = codes.PermissionDenied
+	case errors.Is(err, live.ErrUnavailable):
+		code = codes.Unavailable
+	}
+	return status.Error(code, err.Error())
+}
+
+func invalidArg(err error) error { return status.Error(codes.InvalidArgument, err.Error()) }

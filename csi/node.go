@@ -1,0 +1,136 @@
+package csi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"path/filepath"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// NodePublishVolume validates the whole request before looking anything
+// up, so a bad request fails the same way whatever is mounted.
+func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+	target, err := checkVolumeAndPath(req.GetVolumeId(), req.GetTargetPath(), "target_path")
+	if err != nil {
+		return nil, err
+	}
+	c := req.GetVolumeCapability()
+	if err := checkCapability(c); err != nil {
+		return nil, err
+	}
+	// req.Readonly false is fine: the mount is read-only whatever is asked.
+	a, err := ParseAttributes(req.GetVolumeContext(), isControllerID(req.GetVolumeId()), c.GetMount().GetVolumeMountGroup())
+	if err != nil {
+		return nil, invalidArg(err)
+	}
+	r := publishRequest{volumeID: req.GetVolumeId(), target: target, attrs: a}
+	// With the CSIDriver's serviceAccountTokenInSecrets, kubelet puts the
+	// tokens in `secrets` (where CSI redacts them) instead of volume_context.
+	secrets, tokens := req.GetSecrets(), a.Pod.Tokens
+	if t, ok := secrets[tokensKey]; ok {
+		tokens = t
+		secrets = maps.Clone(secrets)
+		delete(secrets, tokensKey) // never data of the volume
+	}
+	if a.Static {
+		r.secrets = secrets
+	} else if d.cfg.PodTokens && tokens != "" {
+		if r.token, err = podToken(tokens); err != nil {
+			return nil, invalidArg(err)
+		}
+	}
+	if err := d.publish(ctx, r); err != nil {
+		return nil, err
+	}
+	return &csi.NodePublishVolumeResponse{}, nil
+}
+
+func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
+	target, err := checkVolumeAndPath(req.GetVolumeId(), req.GetTargetPath(), "target_path")
+	if err != nil {
+		return nil, err
+	}
+	if err := d.unpublish(ctx, req.GetVolumeId(), target); err != nil {
+		return nil, err
+	}
+	return &csi.NodeUnpublishVolumeResponse{}, nil
+}
+
+func (d *Driver) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
+	return &csi.NodeGetInfoResponse{NodeId: d.cfg.NodeID}, nil
+}
+
+// NodeGetCapabilities: VOLUME_MOUNT_GROUP makes kubelet pass the Pod's
+// fsGroup as volume_mount_group (with fsGroupPolicy File it would
+// otherwise chown the files itself, which a read-only FUSE refuses).
+func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
+	rpc := func(t csi.NodeServiceCapability_RPC_Type) *csi.NodeServiceCapability {
+		return &csi.NodeServiceCapability{Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: t}}}
+	}
+	return &csi.NodeGetCapabilitiesResponse{Capabilities: []*csi.NodeServiceCapability{
+		rpc(csi.NodeServiceCapability_RPC_VOLUME_MOUNT_GROUP),
+		rpc(csi.NodeServiceCapability_RPC_GET_VOLUME_STATS),
+	}}, nil
+}
+
+// NodeGetVolumeStats reports the volume's size as the filesystem's statfs
+// does: all of it used, none free (it is read-only).
+func (d *Driver) NodeGetVolumeStats(_ context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
+	path, err := checkVolumeAndPath(req.GetVolumeId(), req.GetVolumePath(), "volume_path")
+	if err != nil {
+		return nil, err
+	}
+	mt := d.mounts.get(path)
+	if mt == nil || mt.volumeID != req.GetVolumeId() {
+		return nil, status.Errorf(codes.NotFound, "volume %q is not published at %s", req.GetVolumeId(), path)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return nil, status.Errorf(codes.Internal, "statfs %s: %v", path, err)
+	}
+	bytes := int64(st.Blocks) * st.Bsize
+	return &csi.NodeGetVolumeStatsResponse{Usage: []*csi.VolumeUsage{
+		{Unit: csi.VolumeUsage_BYTES, Total: bytes, Used: bytes},
+		{Unit: csi.VolumeUsage_INODES, Total: int64(st.Files), Used: int64(st.Files)},
+	}}, nil
+}
+
+// checkVolumeAndPath checks the two arguments every Node call carries
+// and returns the path cleaned (the bookkeeping key).
+func checkVolumeAndPath(id, path, field string) (string, error) {
+	if id == "" {
+		return "", status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	if path == "" {
+		return "", status.Errorf(codes.InvalidArgument, "%s is required", field)
+	}
+	return filepath.Clean(path), nil
+}
+
+// podToken picks the pod's token from serviceAccount.tokens
+// ({"<audience>": {"token": …, "expirationTimestamp": …}}): the one for
+// audience "" (the API server's), else the first by audience. The error
+// never quotes the text: it holds credentials.
+func podToken(raw string) (string, error) {
+	var toks map[string]struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal([]byte(raw), &toks); err != nil {
+		return "", fmt.Errorf("volume attribute %s: not a JSON map of audience to {token}", tokensKey)
+	}
+	if t, ok := toks[""]; ok && t.Token != "" {
+		return t.Token, nil
+	}
+	for _, aud := range sortedKeys(toks) {
+		if t := toks[aud].Token; t != "" {
+			return t, nil
+		}
+	}
+	return "", fmt.Errorf("volume attribute %s: no token in it", tokensKey)
+}

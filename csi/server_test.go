@@ -1,0 +1,140 @@
+package csi
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+)
+
+func TestIdentityAndController(t *testing.T) {
+	p := startPlugin(t)
+	ctx := context.Background()
+	info, err := p.ident.GetPluginInfo(ctx, &csi.GetPluginInfoRequest{})
+	must(t, err)
+	if info.Name != DriverName {
+		t.Errorf("name %q", info.Name)
+	}
+	capv := []*csi.VolumeCapability{{
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY},
+	}}
+	params := map[string]string{"secretName": "s", "secretNamespace": "ops", podInfoPrefix + "pvc/name": "x"}
+	v1, err := p.ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "pvc-1", VolumeCapabilities: capv, Parameters: params})
+	must(t, err)
+	v2, err := p.ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "pvc-1", VolumeCapabilities: capv, Parameters: params})
+	must(t, err)
+	if v1.Volume.VolumeId != v2.Volume.VolumeId || v1.Volume.CapacityBytes != 0 {
+		t.Errorf("not idempotent: %v %v", v1, v2)
+	}
+	if _, has := v1.Volume.VolumeContext[podInfoPrefix+"pvc/name"]; has || v1.Volume.VolumeContext["secretName"] != "s" {
+		t.Errorf("volume_context %v", v1.Volume.VolumeContext)
+	}
+	_, err = p.ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "pvc-2", VolumeCapabilities: capv, Parameters: map[string]string{"secretname": "s"}})
+	wantCode(t, err, codes.InvalidArgument)
+	_, err = p.ctrl.ValidateVolumeCapabilities(ctx, &csi.ValidateVolumeCapabilitiesRequest{VolumeId: "foreign", VolumeCapabilities: capv})
+	wantCode(t, err, codes.NotFound)
+	vr, err := p.ctrl.ValidateVolumeCapabilities(ctx, &csi.ValidateVolumeCapabilitiesRequest{VolumeId: v1.Volume.VolumeId, VolumeCapabilities: capv})
+	if err != nil || vr.Confirmed == nil {
+		t.Errorf("validate: %v %v", vr, err)
+	}
+	_, err = p.ctrl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: "unknown"})
+	must(t, err)
+	_, err = p.ctrl.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{})
+	wantCode(t, err, codes.Unimplemented)
+
+	// The Controller's volume, published as kubelet does for a PV: the
+	// admin's secretNamespace holds.
+	p.writeSecret("ops", "s", map[string]string{"k": "v"})
+	req, target := p.inline(pod{ns: "team", name: "pv"}, "pv", v1.Volume.VolumeContext, nil)
+	req.VolumeId = v1.Volume.VolumeId
+	delete(req.VolumeContext, ephemeralKey)
+	p.mustPublish(req)
+	wantFiles(t, target, map[string]string{"k": "v"})
+}
+
+func TestRegistration(t *testing.T) {
+	reg := filepath.Join(t.TempDir(), "plugins_registry")
+	p := startPlugin(t, func(_ *Config, o *ServerOptions) { o.RegistrationDir = reg })
+	sock := RegistrationSocket(reg, DriverName)
+	waitFor(t, "registration socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	fi, err := os.Stat(sock)
+	must(t, err)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v", fi.Mode())
+	}
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	must(t, err)
+	defer conn.Close()
+	c := registerapi.NewRegistrationClient(conn)
+	info, err := c.GetInfo(context.Background(), &registerapi.InfoRequest{})
+	must(t, err)
+	if info.Type != registerapi.CSIPlugin || info.Name != DriverName || info.Endpoint != p.sock || strings.Join(info.SupportedVersions, ",") != "1.0.0" {
+		t.Errorf("GetInfo = %v", info)
+	}
+	_, err = c.NotifyRegistrationStatus(context.Background(), &registerapi.RegistrationStatus{PluginRegistered: true})
+	must(t, err)
+}
+
+// A second server refuses a socket that is live; a stale one is replaced.
+func TestSocketTakeover(t *testing.T) {
+	p := startPlugin(t)
+	if _, err := listenUnix(p.sock); err == nil {
+		t.Error("a live socket was taken over")
+	}
+	stale := filepath.Join(t.TempDir(), "stale.sock")
+	ln, err := listenUnix(stale)
+	must(t, err)
+	ln.(interface{ SetUnlinkOnClose(bool) }).SetUnlinkOnClose(false)
+	ln.Close()
+	ln, err = listenUnix(stale)
+	must(t, err)
+	ln.Close()
+}
+
+// No secret value, nor the pod's token, ever reaches a log line: not on
+// publish, republish, error paths or unpublish, at debug level.
+func TestNoSecretInLogs(t *testing.T) {
+	const value, token = "s3cr3t-VALUE-4242", "eyJhbGciOi-POD-TOKEN"
+	p := startPlugin(t, func(c *Config, _ *ServerOptions) { c.PodTokens = true })
+	p.writeSecret("default", "db", map[string]string{"password": value})
+	tokens := `{"":{"token":"` + token + `","expirationTimestamp":"2030-01-01T00:00:00Z"}}`
+
+	a, ta := p.inline(pod{ns: "default", name: "a", tokens: tokens}, "v", map[string]string{"secretName": "db"}, map[string]string{"backend-cred": value})
+	p.mustPublish(a)
+	p.mustPublish(a)
+	wantFiles(t, ta, map[string]string{"password": value})
+	b, tb := p.inline(pod{ns: "default", name: "b", tokens: tokens}, "v", map[string]string{}, map[string]string{"password": value})
+	p.mustPublish(b)
+	wantFiles(t, tb, map[string]string{"password": value})
+	b.Secrets = map[string]string{"password": value + "2", "bad key!": value}
+	p.mustPublish(b) // refused data: logged, kept
+	c, _ := p.inline(pod{ns: "default", name: "c", tokens: tokens}, "v", map[string]string{"base64Keys": "password"}, map[string]string{"password": value})
+	wantCode(t, p.publish(c), codes.FailedPrecondition)
+	d, _ := p.inline(pod{ns: "default", name: "d", tokens: "not json " + token}, "v", map[string]string{"secretName": "db"}, nil)
+	wantCode(t, p.publish(d), codes.InvalidArgument)
+	// serviceAccountTokenInSecrets: the tokens arrive in `secrets` and are
+	// never shown as a file.
+	e, te := p.inline(pod{ns: "default", name: "e"}, "v", map[string]string{}, map[string]string{"password": value, tokensKey: tokens})
+	p.mustPublish(e)
+	wantFiles(t, te, map[string]string{"password": value})
+	p.unpublish(a)
+	p.unpublish(b)
+
+	logs := p.logs.String()
+	if !strings.Contains(logs, "NodePublishVolume") || !strings.Contains(logs, "volume published") {
+		t.Fatalf("the log misses the calls:\n%s", logs)
+	}
+	for _, s := range []string{value, token} {
+		if strings.Contains(logs, s) {
+			t.Errorf("%q appears in the log:\n%s", s, logs)
+		}
+	}
+}
