@@ -208,6 +208,15 @@ func (c *Cluster) StopAPIServer() error {
 	return err
 }
 
+// KillAPIServer kills kube-apiserver at once (SIGKILL), as a crash would;
+// open watches are cut. StartAPIServer brings it back on the same port.
+func (c *Cluster) KillAPIServer() {
+	if c.apiSrv != nil && c.apiSrv.alive() {
+		c.apiSrv.cmd.Process.Kill()
+		<-c.apiSrv.done
+	}
+}
+
 // Stop kills both processes by PID and, if StartControlPlane created the
 // directory, removes it. Safe to call more than once.
 func (c *Cluster) Stop() {
