@@ -53,6 +53,9 @@ type Options struct {
 	Grace  time.Duration
 	Name   string // shown as the mount's source (default "secretfs")
 	Logger *slog.Logger
+	// OnUnmount, if set, is called once the mount is gone and wiped
+	// (saves every owner a goroutine waiting on Done).
+	OnUnmount func()
 }
 
 type dirPerm struct{ root, dir uint32 }
@@ -73,7 +76,6 @@ type FS struct {
 	links    map[uint64]string   // link ID → top-level name (add only)
 	switched time.Time
 
-	server  *fuse.Server
 	dir     string
 	fd      int // the /dev/fuse descriptor of the mount
 	journal Journal
@@ -99,6 +101,7 @@ func New(opts Options, p *volume.Payload) (*FS, error) {
 		start:         time.Now(),
 		versions:      map[uint64]*version{},
 		links:         map[uint64]string{},
+		fd:            -1,
 		done:          make(chan struct{}),
 	}
 	if opts.FSGroup != nil {

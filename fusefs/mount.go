@@ -7,17 +7,18 @@ import (
 	"os"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
 
-// MaxWrite bounds request buffers. Nothing is written to this filesystem,
-// and a small value keeps every mount's buffers small; reads are still
-// served from the page cache after the first one. A server that takes over
-// a mount must use the same value (the kernel negotiated it at INIT).
-const MaxWrite = 64 * 1024
+// MaxWrite bounds request buffers (go-fuse reads each request into a
+// buffer of MaxWrite plus a header, at least 8 KiB). Nothing is written to
+// this filesystem, so a small value only makes the first read of a large
+// file take more requests (4 KiB each); later reads come from the page
+// cache. It keeps a node with hundreds of mounts small. A server that takes
+// over a mount must use the same value (the kernel negotiated it at INIT).
+const MaxWrite = 4096
 
 // fsType is the mount's type as /proc/self/mountinfo shows it.
 const fsType = "fuse.secretfs"
@@ -31,6 +32,10 @@ func (fs *FS) serverOptions() *fuse.MountOptions {
 		EnableSymlinkCaching: true,
 		MaxWrite:             MaxWrite,
 		MaxBackground:        16,
+		// One request in flight per mount: one reader goroutine, thread
+		// and buffer each, instead of up to GOMAXPROCS+1. Every handler
+		// answers from memory without blocking, so nothing waits long.
+		MaxInflightRequestBytes: 1,
 		// go-fuse reports the end of a session ("connection abort") through
 		// its own logger; ours gets it at debug level instead of stderr.
 		Logger: slog.NewLogLogger(fs.opts.Logger.Handler(), slog.LevelDebug),
@@ -90,28 +95,44 @@ func (fs *FS) serve(fd int, dir string, takeover bool) error {
 	fs.mu.Lock()
 	fs.fd, fs.dir = fd, dir
 	fs.mu.Unlock()
-	if takeover {
-		// The kernel sends INIT only once per mount; go-fuse waits for a
-		// first request, which statfs always produces (it is never cached).
-		go kick(dir)
+	start := func() (*fuse.Server, error) {
+		server, err := fuse.NewServer(fs, fmt.Sprintf("/dev/fd/%d", own), fs.serverOptions())
+		if err != nil {
+			syscall.Close(own)
+			return nil, fmt.Errorf("mount %s: %w", dir, err)
+		}
+		return server, nil
 	}
-	server, err := fuse.NewServer(fs, fmt.Sprintf("/dev/fd/%d", own), fs.serverOptions())
-	if err != nil {
-		syscall.Close(own)
-		return fmt.Errorf("mount %s: %w", dir, err)
-	}
-	fs.mu.Lock()
-	fs.server = server
-	fs.mu.Unlock()
-	go func() {
+	run := func(server *fuse.Server) {
 		server.Serve()
 		fs.wipeAll()
 		syscall.Close(fd)
 		close(fs.done)
-	}()
-	if !takeover {
-		disablePoll(dir)
+		if fs.opts.OnUnmount != nil {
+			fs.opts.OnUnmount()
+		}
 	}
+	if takeover {
+		// The kernel sends INIT once per mount, and go-fuse waits for a
+		// first request before serving; whatever comes first (a resent
+		// request, a reader) starts it. Nothing here may touch the mount:
+		// this process must never wait on its own connection.
+		go func() {
+			server, err := start()
+			if err != nil {
+				fs.opts.Logger.Error("take over failed", "mount", dir, "err", err)
+				return
+			}
+			run(server)
+		}()
+		return nil
+	}
+	server, err := start() // answers INIT, which the fresh mount sent
+	if err != nil {
+		return err
+	}
+	go run(server)
+	disablePoll(dir)
 	return nil
 }
 
@@ -129,16 +150,6 @@ func disablePoll(dir string) {
 	}
 	unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLPRI | unix.POLLOUT}}, 0)
 	syscall.Close(fd)
-}
-
-func kick(dir string) {
-	for range 50 {
-		var st syscall.Statfs_t
-		if syscall.Statfs(dir, &st) == nil {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // notifyResend asks the kernel to queue again the requests a dead server
@@ -171,9 +182,9 @@ func (fs *FS) Done() <-chan struct{} { return fs.done }
 // with it the data, when the last open file is closed.
 func (fs *FS) Unmount() error {
 	fs.mu.RLock()
-	server, dir := fs.server, fs.dir
+	dir := fs.dir
 	fs.mu.RUnlock()
-	if server == nil {
+	if dir == "" {
 		return nil
 	}
 	err := syscall.Unmount(dir, 0)

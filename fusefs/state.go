@@ -34,6 +34,9 @@ type VersionState struct {
 type Journal interface {
 	PutVersion(VersionState) error
 	DropVersion(gen uint64)
+	// Notify delivers notices to the kernel from the keeper's process,
+	// so that this one never waits on its own mount (see Notice).
+	Notify([]Notice) error
 }
 
 func (v *version) state() VersionState {

@@ -34,13 +34,10 @@ func (fs *FS) Update(p *volume.Payload) error {
 	}
 	fs.install(v)
 	old.retired.Store(v.created.UnixNano())
-	server := fs.server
 	fs.mu.Unlock()
 	metrics.Switches.Inc()
 
-	if server != nil {
-		fs.invalidate(old, v)
-	}
+	fs.invalidate(old, v)
 	time.AfterFunc(fs.opts.Grace, func() { fs.hide(old) })
 	fs.opts.Logger.Debug("volume switched", "mount", fs.dir, "version", v.gen, "files", len(p.Files), "bytes", len(v.arena))
 	return nil
@@ -49,40 +46,57 @@ func (fs *FS) Update(p *volume.Payload) error {
 // invalidate tells the kernel what the switch from old to v changed. Errors
 // (ENOENT: nothing cached) are expected and ignored.
 func (fs *FS) invalidate(old, v *version) {
-	s := fs.server
 	// First `..data`, so new lookups reach the new version at once.
-	s.DeleteNotify(rootID, old.id(idxData), "..data")
+	ns := []Notice{{Op: NoticeDelete, Parent: rootID, Child: old.id(idxData), Name: "..data"}}
 	// Then the old files: watchers of a file get IN_DELETE_SELF. A file
 	// looked up again by a reader who resolved the old folder gets its
 	// inode back, since we still answer for the old version.
-	fs.notifyTree(old, idxFolder, false)
+	ns = appendTree(ns, old, idxFolder, false)
 	for _, name := range old.top {
 		if _, ok := slices.BinarySearch(v.top, name); !ok {
-			s.DeleteNotify(rootID, linkID(name), name)
+			ns = append(ns, Notice{Op: NoticeDelete, Parent: rootID, Child: linkID(name), Name: name})
 		}
 	}
 	for _, name := range v.top {
 		if _, ok := slices.BinarySearch(old.top, name); !ok {
-			s.EntryNotify(rootID, name) // drop a negative entry, if any
+			ns = append(ns, Notice{Op: NoticeEntry, Parent: rootID, Name: name}) // a negative entry, if any
 		}
 	}
 	// The root's attributes and cached listing changed.
-	s.InodeNotify(rootID, 0, 0)
+	ns = append(ns, Notice{Op: NoticeInode, Parent: rootID})
+	fs.notify(ns)
 }
 
-// notifyTree sends FUSE_NOTIFY_DELETE for the files (dirs false) or the
-// folders (dirs true) below dir, children before parents: the kernel
+// notify sends notices through the journal (the keeper) if there is one,
+// else writes them itself.
+func (fs *FS) notify(ns []Notice) {
+	fs.mu.RLock()
+	j, fd := fs.journal, fs.fd
+	fs.mu.RUnlock()
+	if j != nil {
+		if err := j.Notify(ns); err == nil {
+			return
+		}
+	}
+	if fd >= 0 {
+		Send(fd, ns)
+	}
+}
+
+// appendTree adds FUSE_NOTIFY_DELETE notices for the files (dirs false) or
+// the folders (dirs true) below dir, children before parents: the kernel
 // refuses to delete a folder with cached entries.
-func (fs *FS) notifyTree(v *version, dir uint32, dirs bool) {
+func appendTree(ns []Notice, v *version, dir uint32, dirs bool) []Notice {
 	for _, c := range v.nodes[dir].children {
 		isDir := v.nodes[c].mode&syscall.S_IFMT == sIFDIR
 		if isDir {
-			fs.notifyTree(v, c, dirs)
+			ns = appendTree(ns, v, c, dirs)
 		}
 		if isDir == dirs {
-			fs.server.DeleteNotify(v.id(dir), v.id(c), v.nodes[c].name)
+			ns = append(ns, Notice{Op: NoticeDelete, Parent: v.id(dir), Child: v.id(c), Name: v.nodes[c].name})
 		}
 	}
+	return ns
 }
 
 // hide ends a retired version's grace: its folder is no longer found by
@@ -91,14 +105,9 @@ func (fs *FS) notifyTree(v *version, dir uint32, dirs bool) {
 // why this waits for the grace instead of happening at the switch; a watch
 // on `..data` gets its IN_DELETE_SELF now.
 func (fs *FS) hide(v *version) {
-	fs.mu.Lock()
 	v.hidden.Store(true)
-	server := fs.server
-	fs.mu.Unlock()
-	if server != nil {
-		fs.notifyTree(v, idxFolder, true)
-		server.DeleteNotify(rootID, v.id(idxFolder), v.name)
-	}
+	ns := appendTree(nil, v, idxFolder, true)
+	fs.notify(append(ns, Notice{Op: NoticeDelete, Parent: rootID, Child: v.id(idxFolder), Name: v.name}))
 	fs.maybeDrop(v)
 }
 

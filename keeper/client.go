@@ -109,6 +109,14 @@ func (j *journal) PutVersion(v fusefs.VersionState) error {
 	return j.c.call(&message{Op: opPut, ID: j.id, Ver: &v}, -1)
 }
 
+// Notify hands notices to the keeper, which writes them to the kernel
+// from its own process and answers at once: a notification may wait in
+// the kernel for a lookup to be answered, and a server waiting there could
+// not exit if it were killed (see fusefs.Notice).
+func (j *journal) Notify(ns []fusefs.Notice) error {
+	return j.c.call(&message{Op: opNotify, ID: j.id, Notices: ns}, -1)
+}
+
 func (j *journal) DropVersion(gen uint64) {
 	_ = j.c.call(&message{Op: opDrop, ID: j.id, Gen: gen}, -1)
 }

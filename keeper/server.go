@@ -25,10 +25,24 @@ type Keeper struct {
 }
 
 type held struct {
-	fd   int
-	meta []byte
-	snap fusefs.Snapshot
+	fd      int
+	meta    []byte
+	snap    fusefs.Snapshot
+	notices chan []fusefs.Notice // delivered in order by one goroutine
 }
+
+// deliver writes a mount's notices to the kernel. It may wait there until
+// the mount's server answers a lookup; that is why it runs here, in the
+// keeper, and in its own goroutine.
+func (h *held) deliver() {
+	for ns := range h.notices {
+		fusefs.Send(h.fd, ns)
+	}
+	syscall.Close(h.fd)
+}
+
+// close lets deliver finish what is queued, then close the descriptor.
+func (h *held) close() { close(h.notices) }
 
 // New makes an empty keeper.
 func New(log *slog.Logger) *Keeper {
@@ -96,9 +110,11 @@ func (k *Keeper) do(c *net.UnixConn, m *message, fd int) error {
 			return errors.New("register needs a descriptor and a snapshot")
 		}
 		if h != nil {
-			syscall.Close(h.fd)
+			h.close()
 		}
-		k.mounts[m.ID] = &held{fd: fd, meta: m.Meta, snap: *m.Snap}
+		h = &held{fd: fd, meta: m.Meta, snap: *m.Snap, notices: make(chan []fusefs.Notice, 1024)}
+		go h.deliver()
+		k.mounts[m.ID] = h
 		k.log.Info("holding mount", "mount", m.ID, "versions", len(m.Snap.Versions))
 	case opPut:
 		if h == nil || m.Ver == nil {
@@ -118,9 +134,18 @@ func (k *Keeper) do(c *net.UnixConn, m *message, fd int) error {
 				}
 			}
 		}
+	case opNotify:
+		if h == nil {
+			return fmt.Errorf("mount %s is not held", m.ID)
+		}
+		select {
+		case h.notices <- m.Notices:
+		default:
+			return fmt.Errorf("mount %s: notices are not being delivered", m.ID)
+		}
 	case opForget:
 		if h != nil {
-			syscall.Close(h.fd)
+			h.close()
 			delete(k.mounts, m.ID)
 			k.log.Info("released mount", "mount", m.ID)
 		}
@@ -154,7 +179,7 @@ func (k *Keeper) reap(ctx context.Context) {
 		for id, h := range k.mounts {
 			p := []unix.PollFd{{Fd: int32(h.fd), Events: unix.POLLIN}}
 			if n, _ := unix.Poll(p, 0); n > 0 && p[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
-				syscall.Close(h.fd)
+				h.close()
 				delete(k.mounts, id)
 				k.log.Info("mount gone", "mount", id)
 			}

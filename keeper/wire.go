@@ -34,16 +34,18 @@ const (
 	opEntry
 	opEnd
 	opAck
+	opNotify // ID, Notices: deliver to the kernel from here
 )
 
 type message struct {
-	Op   op
-	ID   string
-	Meta []byte
-	Snap *fusefs.Snapshot
-	Ver  *fusefs.VersionState
-	Gen  uint64
-	Err  string
+	Op      op
+	ID      string
+	Meta    []byte
+	Snap    *fusefs.Snapshot
+	Ver     *fusefs.VersionState
+	Gen     uint64
+	Notices []fusefs.Notice
+	Err     string
 }
 
 // maxMessage bounds a message: a snapshot holds a few versions of at most
