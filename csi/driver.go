@@ -11,6 +11,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/secretfs/secretfs/cache"
+	"github.com/secretfs/secretfs/keeper"
 )
 
 // DriverName is the CSI driver name (the CSIDriver object's name).
@@ -28,7 +29,9 @@ type Config struct {
 	// csi.storage.k8s.io/serviceAccount.tokens) to the source, so the
 	// pod's RBAC decides. Only the kube source uses tokens.
 	PodTokens bool
-	Logger    *slog.Logger
+	// Keeper, when set, holds every mount so it outlives this process.
+	Keeper *keeper.Client
+	Logger *slog.Logger
 }
 
 // Driver implements the CSI Identity, Controller and Node services.

@@ -332,7 +332,7 @@ func TestDeadMount(t *testing.T) {
 
 	other := filepath.Join(p.dir, "pods", "old", "mount")
 	deadMount(t, other)
-	n, err := CleanupStale(p.dir, p.d.log)
+	n, err := CleanupStale(p.dir, p.d.log, p.d.Serves)
 	if err != nil || n != 1 {
 		t.Errorf("CleanupStale = %d, %v; want 1", n, err)
 	}

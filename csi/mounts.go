@@ -13,7 +13,8 @@ type mount struct {
 	// key is what the volume shows, from its attributes (spec, strategy,
 	// fsGroup; never secrets or tokens): a republish must show the same.
 	key    string
-	static bool // fed from the request's `secrets`, updated with Set
+	static bool   // fed from the request's `secrets`, updated with Set
+	token  string // the pod token it reads with ("" for our own identity)
 	vol    *live.Volume
 }
 

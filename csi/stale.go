@@ -45,7 +45,9 @@ var unmounter = sync.OnceValue(func() mountutils.Interface {
 // process left (their server is gone: stat says ENOTCONN). Live ones are
 // kept: another process (a keeper, a `secretfs mount`) serves them.
 // kubelet republishes the volumes (requiresRepublish) into fresh mounts.
-func CleanupStale(root string, log *slog.Logger) (cleaned int, err error) {
+// Mounts this process serves (skip) are never looked at: a server must
+// not wait on its own mounts.
+func CleanupStale(root string, log *slog.Logger, skip func(target string) bool) (cleaned int, err error) {
 	if root == "" {
 		return 0, nil
 	}
@@ -63,7 +65,7 @@ func CleanupStale(root string, log *slog.Logger) (cleaned int, err error) {
 			continue
 		}
 		mp := unescapeMountPath(mi.MountPoint)
-		if mp != root && !strings.HasPrefix(mp, root+"/") {
+		if mp != root && !strings.HasPrefix(mp, root+"/") || skip != nil && skip(mp) {
 			continue
 		}
 		if _, err := os.Stat(mp); err == nil || !mountutils.IsCorruptedMnt(err) {

@@ -74,28 +74,35 @@ func (d *Driver) publish(ctx context.Context, r publishRequest) error {
 		return mountError(err)
 	}
 	d.mounts.put(r.target, mt)
-	go func() {
-		<-mt.vol.Done()
-		d.mounts.removeIf(r.target, mt)
-	}()
 	d.log.Info("volume published", "volume", r.volumeID, "target", r.target, "secret", r.attrs.Spec.Ref(),
 		"static", r.attrs.Static, "strategy", string(r.attrs.Strategy), "pod", r.attrs.Pod.Namespace+"/"+r.attrs.Pod.Name)
 	return nil
 }
 
-func (d *Driver) mount(ctx context.Context, r publishRequest, key string) (*mount, error) {
-	a := r.attrs
-	cfg := live.Config{
-		Spec:     a.Spec,
-		Token:    r.token,
-		Strategy: a.Strategy,
-		TTL:      a.TTL,
+// liveConfig describes mt's volume at target for package live. The mount
+// is forgotten when it goes, however it went (unmounted from outside, or
+// a lazy unpublish finally released).
+func (d *Driver) liveConfig(target string, mt *mount, a *Attributes) live.Config {
+	volumeID, key, token := mt.volumeID, mt.key, mt.token
+	return live.Config{
+		OnUnmount: func() { d.mounts.removeIf(target, mt) },
+		Spec:      a.Spec,
+		Token:     token,
+		Strategy:  a.Strategy,
+		TTL:       a.TTL,
 		// CSI volumes are root's, as kubelet's (SPEC §2); fsGroup sets
 		// the group and setgid folders.
 		FS:     fusefs.Options{UID: 0, GID: 0, FSGroup: a.Spec.FSGroup, Name: fsName},
-		Logger: d.log.With("volume", r.volumeID),
+		Logger: d.log.With("volume", volumeID),
+		Keeper: d.cfg.Keeper,
+		Meta:   d.meta(volumeID, key, a, token),
 	}
-	mt := &mount{volumeID: r.volumeID, key: key, static: a.Static}
+}
+
+func (d *Driver) mount(ctx context.Context, r publishRequest, key string) (*mount, error) {
+	a := r.attrs
+	mt := &mount{volumeID: r.volumeID, key: key, static: a.Static, token: r.token}
+	cfg := d.liveConfig(r.target, mt, a)
 	var err error
 	if a.Static {
 		var s *secret.Secret
@@ -126,6 +133,13 @@ func (d *Driver) republish(ctx context.Context, mt *mount, r publishRequest) {
 			err = mt.vol.Set(s)
 		} else {
 			metrics.RefreshErrors.WithLabelValues("invalid").Inc()
+		}
+	} else if r.token != mt.token {
+		// kubelet hands a fresh pod token at each republish; read with
+		// it from now on (the old one expires).
+		err = mt.vol.Resubscribe(ctx, d.cfg.Cache, r.token, d.meta(r.volumeID, mt.key, r.attrs, r.token))
+		if err == nil {
+			mt.token = r.token
 		}
 	} else {
 		err = mt.vol.Refresh(ctx)
@@ -232,6 +246,14 @@ func (a *Attributes) key() string {
 		TTL        time.Duration
 	}{a.Spec, a.Static, a.Base64Keys, a.Strategy, a.TTL})
 	return string(js)
+}
+
+// Abandon stops following every volume without unmounting: the keeper
+// holds them for the next process (a planned restart or upgrade).
+func (d *Driver) Abandon() {
+	for _, mt := range d.mounts.all() {
+		mt.vol.Abandon()
+	}
 }
 
 // UnmountAll detaches every volume of this process (tests, and a

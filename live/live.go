@@ -34,6 +34,8 @@ type Config struct {
 	TTL      time.Duration
 	FS       fusefs.Options
 	Logger   *slog.Logger
+	// OnUnmount is called once the mount is gone, however it went.
+	OnUnmount func()
 	// Keeper, when set, holds the mount's descriptor and versions so the
 	// mount survives this process (registered under Dir with Meta).
 	Keeper *keeper.Client
@@ -99,7 +101,6 @@ func Resume(ctx context.Context, c *cache.Cache, e keeper.Entry, cfg Config) (*V
 	}
 	v.fs = fs
 	metrics.Mounts.Inc()
-	go func() { <-fs.Done(); metrics.Mounts.Dec() }()
 	v.keep()
 	if c == nil {
 		return v, nil // a volume fed by Set
@@ -150,6 +151,13 @@ func newVolume(dir string, cfg Config) *Volume {
 		cfg.Logger = slog.Default()
 	}
 	cfg.FS.Logger = cfg.Logger
+	gone := cfg.OnUnmount
+	cfg.FS.OnUnmount = func() {
+		metrics.Mounts.Dec()
+		if gone != nil {
+			gone()
+		}
+	}
 	return &Volume{cfg: cfg, dir: dir}
 }
 
@@ -163,7 +171,6 @@ func (v *Volume) mount(p *volume.Payload) error {
 	}
 	v.fs = fs
 	metrics.Mounts.Inc()
-	go func() { <-fs.Done(); metrics.Mounts.Dec() }()
 	return nil
 }
 
@@ -244,6 +251,33 @@ func (v *Volume) Refresh(ctx context.Context) error {
 		return st.Err
 	}
 	return nil
+}
+
+// Resubscribe reads the Secret as another identity from now on (a pod's
+// fresh token) and applies what that identity sees; the old subscription
+// ends. meta replaces what the keeper holds about the volume.
+func (v *Volume) Resubscribe(ctx context.Context, c *cache.Cache, token string, meta []byte) error {
+	ref := backend.Ref{Namespace: v.cfg.Spec.Namespace, Name: v.cfg.Spec.SecretName, Token: token}
+	ready := make(chan struct{})
+	sub, st := c.Subscribe(ctx, ref, v.cfg.Strategy, v.cfg.TTL, func(st cache.State) {
+		<-ready
+		v.follow(st)
+	})
+	if st.Secret == nil && !st.Missing {
+		sub.Close()
+		close(ready)
+		return fmt.Errorf("read with the new token: %w", st.Err)
+	}
+	old := v.sub
+	v.sub, v.cfg.Token, v.cfg.Meta = sub, token, meta
+	close(ready)
+	if old != nil {
+		old.Close()
+	}
+	if meta != nil {
+		v.keep()
+	}
+	return v.apply(st.Secret, st.Missing)
 }
 
 // Set replaces the Secret of a volume mounted with MountStatic.

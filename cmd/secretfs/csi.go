@@ -18,11 +18,13 @@ import (
 
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/csi"
+	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/metrics"
 )
 
 const csiSynopsis = `secretfs csi --endpoint unix:///path/csi.sock --node-id NODE --source SOURCE
              [--registration-dir DIR] [--metrics-addr ADDR] [--mount-root DIR]
+             [--keeper PATH]
 
 Serves the CSI driver ` + csi.DriverName + ` (Identity, Node and a minimal
 Controller): volumes described like a Kubernetes secret volume, mounted as
@@ -48,6 +50,7 @@ func runCSI(args []string, _, stderr io.Writer) int {
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9808)")
 	mountRoot := fs.String("mount-root", "/var/lib/kubelet", "clean dead secretfs mounts under this folder at start")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	keeperPath := fs.String("keeper", "", "socket of a 'secretfs keeper': mounts outlive this process and the next one takes them back")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -82,14 +85,31 @@ func runCSI(args []string, _, stderr io.Writer) int {
 		// the same whoever asks.
 		cfg.PodTokens = *source == "kube"
 	}
-	if n, err := csi.CleanupStale(*mountRoot, log); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *keeperPath != "" {
+		k, err := keeper.Dial(*keeperPath)
+		if err != nil {
+			log.Warn("no keeper: mounts will not survive a restart of this plugin", "err", err)
+		} else {
+			cfg.Keeper = k
+			defer k.Close()
+		}
+	}
+	d := csi.New(cfg)
+	// Take held mounts back first: until then their requests wait, and
+	// the stale-mount scan below would wait with them.
+	if n, err := d.Resume(ctx); err != nil {
+		log.Warn("keeper unavailable; its mounts will be cleaned and republished", "err", err)
+	} else if n > 0 {
+		log.Info("mounts taken over from the keeper", "volumes", n)
+	}
+	if n, err := csi.CleanupStale(*mountRoot, log, d.Serves); err != nil {
 		log.Warn("stale mounts left", "cleaned", n, "err", err)
 	} else if n > 0 {
 		log.Info("stale mounts cleaned", "cleaned", n)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if *metricsAddr != "" {
 		srv, err := serveMetrics(*metricsAddr, log)
 		if err != nil {
@@ -97,10 +117,12 @@ func runCSI(args []string, _, stderr io.Writer) int {
 		}
 		defer srv.Close()
 	}
-	d := csi.New(cfg)
 	err := csi.NewServer(d, csi.ServerOptions{
 		Endpoint: *endpoint, RegistrationDir: *regDir, RegistrationEndpoint: *regEndpoint, Logger: log,
 	}).Run(ctx)
+	if cfg.Keeper != nil {
+		d.Abandon() // the keeper holds the mounts for the next process
+	}
 	if err != nil {
 		return fail(err)
 	}

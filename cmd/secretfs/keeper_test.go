@@ -48,13 +48,23 @@ func TestKeeperSurvivesKills(t *testing.T) {
 	writeManifest(t, manifest, version(0))
 	dir := filepath.Join(work, "m")
 	args := []string{"mount", "--keeper", sock, "--source", "file:" + src, "--secret", "app", dir}
+	var logs []*strings.Builder
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin, args...)
+		logs = append(logs, &strings.Builder{})
+		cmd.Stderr = logs[len(logs)-1]
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		return cmd
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, l := range logs {
+				t.Logf("server %d stderr:\n%s", i, l.String())
+			}
+		}
+	})
 	cur := start()
 	waitFor(t, "mount", func() bool { _, err := os.Lstat(filepath.Join(dir, "..data")); return err == nil })
 
@@ -114,14 +124,21 @@ func TestKeeperSurvivesKills(t *testing.T) {
 			time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
 		}
 		cur.Process.Signal(syscall.SIGKILL)
-		cur.Wait()
+		// A killed server must exit by itself, as a container's must for
+		// kubelet to restart it: no thread of it may wait on its own mount.
+		exited := make(chan struct{})
+		go func(c *exec.Cmd) { c.Wait(); close(exited) }(cur)
 		down := time.Now()
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			t.Errorf("kill %d: the killed server did not exit within 10s (a thread waits on its own mount)", kill)
+		}
 		time.Sleep(time.Duration(rand.IntN(200)) * time.Millisecond)
 		cur = start()
 		before := reads.Load()
 		waitFor(t, "readers to go on after the takeover", func() bool { return reads.Load() > before })
 		stalls = append(stalls, time.Since(down))
-		_ = kill
 	}
 	n++
 	writeManifest(t, manifest, version(n))

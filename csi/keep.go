@@ -1,0 +1,81 @@
+package csi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"syscall"
+
+	"github.com/secretfs/secretfs/keeper"
+	"github.com/secretfs/secretfs/live"
+)
+
+// kept is what the keeper holds about a published volume besides its
+// versions: enough for the next plugin process to serve and refresh it.
+// It stays in memory (the keeper's); the pod token is needed to go on
+// reading with the pod's identity until kubelet republishes a fresh one.
+type kept struct {
+	VolumeID string
+	Key      string
+	Attrs    Attributes
+	Token    string
+}
+
+func (d *Driver) meta(volumeID, key string, a *Attributes, token string) []byte {
+	if d.cfg.Keeper == nil {
+		return nil
+	}
+	b, _ := json.Marshal(kept{VolumeID: volumeID, Key: key, Attrs: *a, Token: token})
+	return b
+}
+
+// Resume takes back every mount the keeper holds for this driver, before
+// anything else looks at the targets (a held mount whose server is gone
+// blocks every request until it is served again). It returns how many
+// volumes it serves again; a volume that cannot be taken back is
+// detached so kubelet's next republish mounts it afresh.
+func (d *Driver) Resume(ctx context.Context) (int, error) {
+	if d.cfg.Keeper == nil {
+		return 0, nil
+	}
+	entries, err := d.cfg.Keeper.List()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		if err := d.resume(ctx, e); err != nil {
+			d.log.Error("could not take a mount back; detaching it", "target", e.ID, "err", err)
+			syscall.Unmount(e.ID, syscall.MNT_DETACH)
+			d.cfg.Keeper.Forget(e.ID)
+			continue
+		}
+		n++
+	}
+	return n, nil
+}
+
+func (d *Driver) resume(ctx context.Context, e keeper.Entry) error {
+	var k kept
+	if err := json.Unmarshal(e.Meta, &k); err != nil {
+		syscall.Close(e.FD)
+		return fmt.Errorf("keeper record: %w", err)
+	}
+	mt := &mount{volumeID: k.VolumeID, key: k.Key, static: k.Attrs.Static, token: k.Token}
+	cfg := d.liveConfig(e.ID, mt, &k.Attrs)
+	c := d.cfg.Cache
+	if k.Attrs.Static {
+		c = nil // fed by republish, shown as last published until then
+	}
+	vol, err := live.Resume(ctx, c, e, cfg)
+	if err != nil {
+		return err
+	}
+	mt.vol = vol
+	d.mounts.put(e.ID, mt)
+	d.log.Info("volume taken over", "volume", k.VolumeID, "target", e.ID)
+	return nil
+}
+
+// Serves reports whether this process serves a volume at target.
+func (d *Driver) Serves(target string) bool { return d.mounts.get(target) != nil }
