@@ -1,0 +1,146 @@
+// Package deploy holds the Kubernetes manifests of secretfs (no Go code);
+// this test proves them against a real kube-apiserver v1.37.2.
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/secretfs/secretfs/sanity/cluster"
+	"github.com/secretfs/secretfs/sanity/node"
+)
+
+// Manifests lists every YAML manifest under dir (recursively), sorted.
+func manifests(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && (strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(files)
+	return files
+}
+
+// namespaces returns the metadata.namespace of every document in files.
+func namespaces(t *testing.T, files []string) []string {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, doc := range bytes.Split(b, []byte("\n---")) {
+			var m struct {
+				Metadata struct {
+					Namespace string `json:"namespace"`
+				} `json:"metadata"`
+			}
+			if err := yaml.Unmarshal(doc, &m); err != nil {
+				t.Errorf("%s: not YAML: %v", f, err)
+				continue
+			}
+			if ns := m.Metadata.Namespace; ns != "" {
+				seen[ns] = true
+			}
+		}
+	}
+	var out []string
+	for ns := range seen {
+		out = append(out, ns)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestManifestsServerDryRun: every manifest under deploy/ passes
+// `kubectl apply --dry-run=server` (strict field validation, admission,
+// the apiserver's own validation) against a real kube-apiserver v1.37.2,
+// without a single warning.
+func TestManifestsServerDryRun(t *testing.T) {
+	files := manifests(t, ".")
+	if len(files) == 0 {
+		t.Fatal("no manifests under deploy/")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	if !cluster.Built("kubectl") && testing.Short() {
+		t.Skip("-short: kubectl not built; run sanity/cluster/build.sh first")
+	}
+	c := cluster.Start(t)
+	if err := cluster.EnsureBinaries(ctx, "kubectl"); err != nil {
+		t.Fatal(err)
+	}
+	kubectl := filepath.Join(cluster.BinDir(), "kubectl")
+	// The plugin's DaemonSet is privileged (FUSE mounts, Bidirectional
+	// propagation), which kube-apiserver refuses unless started with
+	// --allow-privileged=true, as every real cluster (kubeadm, kind, the
+	// clouds) is. The bare harness is not: add the flag.
+	api, err := node.WithAPIServerFlags(ctx, c, "--allow-privileged=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { api.Restore(context.Background()) })
+	// A dry run persists nothing: a namespace created by one manifest
+	// (rbac.yaml) does not exist for the next. Create them for real (with
+	// kubectl's last-applied annotation, so that applying the Namespace
+	// manifest over it warns of nothing), and each one's "default"
+	// ServiceAccount, which the ServiceAccount admission plugin wants for
+	// Pods and no controller-manager creates here.
+	for _, ns := range namespaces(t, files) {
+		if ns != "default" {
+			out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", c.Kubeconfig,
+				"create", "namespace", ns, "--save-config").CombinedOutput()
+			if err != nil && !strings.Contains(string(out), "AlreadyExists") {
+				t.Fatalf("kubectl create namespace %s: %v: %s", ns, err, out)
+			}
+		}
+		no := false
+		_, err := c.Client().CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{
+			ObjectMeta: metav1.ObjectMeta{Name: "default"}, AutomountServiceAccountToken: &no}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range files {
+		t.Run(f, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			cmd := exec.CommandContext(ctx, kubectl, "--kubeconfig", c.Kubeconfig,
+				"apply", "--dry-run=server", "--validate=strict", "-f", f)
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			t.Logf("%s", strings.TrimSpace(stdout.String()))
+			if err != nil {
+				t.Fatalf("kubectl apply --dry-run=server -f %s: %v\n%s", f, err, stderr.String())
+			}
+			if s := strings.TrimSpace(stderr.String()); s != "" {
+				// kubectl prints the apiserver's warnings ("Warning: ...") here.
+				t.Errorf("kubectl apply --dry-run=server -f %s: warnings or errors:\n%s", f, s)
+			}
+			if !strings.Contains(stdout.String(), "(server dry run)") {
+				t.Errorf("no server dry run reported: %s", stdout.String())
+			}
+		})
+	}
+}

@@ -1,0 +1,361 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/secretfs/secretfs/sanity/cluster"
+	"github.com/secretfs/secretfs/sanity/node"
+)
+
+// pluginImage is the secretfs image built locally for the DaemonSet test.
+const pluginImage = "secretfs.local/secretfs:e2e"
+
+// TestDaemonSet deploys secretfs the way a cluster admin does: deploy/'s
+// CSIDriver, RBAC and DaemonSet (the image rewritten to one built here, the
+// kubelet folder to the node's --root-dir), with kube-controller-manager
+// creating the DaemonSet's Pod, kubelet running it in containerd, the plugin
+// registering through kubelet's plugins_registry from inside its container,
+// and then the seed's first Pod (mysecret at /etc/foo) read through it.
+//
+// The host-process plugin of the other tests is stopped meanwhile and
+// started again at the end. Not parallel: Go runs it before any parallel
+// test resumes, so nothing else uses the node meanwhile.
+//
+// Runs only if kube-controller-manager is built
+// (`sanity/cluster/build.sh kube-controller-manager`, ~40 s with the warm
+// build cache) or SECRETFS_E2E_DAEMONSET=1 (then it builds it).
+func TestDaemonSet(t *testing.T) {
+	if !cluster.Built("kube-controller-manager") && os.Getenv("SECRETFS_E2E_DAEMONSET") == "" {
+		t.Skip("kube-controller-manager not built: run sanity/cluster/build.sh kube-controller-manager, or set SECRETFS_E2E_DAEMONSET=1")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	step := func(what string) { t.Logf("%6.1fs %s", time.Since(t0).Seconds(), what) }
+	if err := cluster.EnsureBinaries(ctx, "kube-controller-manager", "kubectl"); err != nil {
+		t.Fatal(err)
+	}
+	c := theNode.C
+	work := t.TempDir()
+
+	// The image: the static binary alone, as deploy/Dockerfile makes it.
+	bin := filepath.Join(work, "secretfs")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "../cmd/secretfs")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	tarball, err := node.BuildBinaryImage(ctx, bin, pluginImage, work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := theNode.ImportImage(ctx, tarball); err != nil {
+		t.Fatal(err)
+	}
+	step("plugin built, image " + pluginImage + " imported")
+
+	// Privileged Pods: see node.WithAPIServerFlags.
+	api, err := node.WithAPIServerFlags(ctx, c, "--allow-privileged=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := api.Restore(context.Background()); err != nil {
+			t.Errorf("restoring kube-apiserver: %v", err)
+		}
+	})
+	step("kube-apiserver with --allow-privileged")
+	kcm, err := node.StartControllerManager(ctx, c, theNode.Dir, "daemonset", "serviceaccount", "root-ca-cert-publisher")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Before the other tests resume: their namespaces' "default" accounts
+	// are made without token automount by EnsureNamespace.
+	t.Cleanup(func() { kcm.Stop() })
+	step("kube-controller-manager running (daemonset, serviceaccount, root-ca-cert-publisher)")
+
+	// Swap the host-process plugin for the DaemonSet; put it back at the end.
+	if err := plugin.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitCSINode(t, false, time.Minute)
+	// As on a fresh node: the plugin makes its socket folder itself.
+	if err := os.RemoveAll(filepath.Join(theNode.KubeletRoot, "plugins", node.DriverName)); err != nil {
+		t.Fatal(err)
+	}
+	step("host plugin stopped, driver deregistered")
+	t.Cleanup(func() {
+		teardownDaemonSet(t)
+		p, err := theNode.StartPlugin(context.Background(), bin, "--log-level=debug")
+		if err != nil {
+			t.Errorf("restarting the host plugin: %v", err)
+			return
+		}
+		plugin = p
+	})
+
+	kubectl := filepath.Join(cluster.BinDir(), "kubectl")
+	for _, f := range []string{"../deploy/csidriver.yaml", "../deploy/rbac.yaml"} {
+		out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", c.Kubeconfig, "apply", "-f", f).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl apply -f %s: %v\n%s", f, err, out)
+		}
+	}
+	ds := rewriteDaemonSet(t, c)
+	if _, err := kc.AppsV1().DaemonSets(ds.Namespace).Create(ctx, ds, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	step("deploy/ applied (CSIDriver, RBAC, DaemonSet)")
+
+	// There is no scheduler: bind the DaemonSet's Pod as it would.
+	sel := metav1.FormatLabelSelector(ds.Spec.Selector)
+	var dsPod *corev1.Pod
+	deadline := time.Now().Add(3 * time.Minute)
+	for dsPod == nil {
+		if _, err := theNode.BindPods(ctx, ds.Namespace, sel); err != nil {
+			t.Log(err)
+		}
+		l, err := kc.CoreV1().Pods(ds.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range l.Items {
+			if p.Status.Phase == corev1.PodRunning && podReady(&p) {
+				dsPod = &l.Items[i]
+			}
+		}
+		if dsPod == nil && time.Now().After(deadline) {
+			dumpDaemonSet(t, ds, l.Items, kcm)
+			t.Fatalf("no running Pod of DaemonSet %s/%s after 3 min", ds.Namespace, ds.Name)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	step("DaemonSet Pod " + dsPod.Name + " running")
+	if err := waitCSINodeErr(true, 2*time.Minute); err != nil {
+		dumpDaemonSet(t, ds, []corev1.Pod{*dsPod}, kcm)
+		t.Fatal(err)
+	}
+	step("plugin in the Pod registered with kubelet (CSINode lists " + node.DriverName + ")")
+
+	// The seed's first Pod, beside kubelet's own secret volume.
+	ns := newNamespace(t, "daemonset")
+	createSecret(t, ns, "mysecret", map[string]string{"username": "admin", "password": "1f2d1e2e67df"})
+	log, _ := runPair(t, podSpec{ns: ns, name: "mysecret", script: inventory, args: []string{"/etc/foo"},
+		vols: []vol{{"foo", "/etc/foo", corev1.SecretVolumeSource{SecretName: "mysecret"}}}})
+	wantLines(t, log,
+		"/etc/foo/username: 644 0 root [admin]", "/etc/foo/password: 644 0 root [1f2d1e2e67df]",
+		"LINK ./..data -> ..TS [lrwxrwxrwx 777 root 0] resolves [drwxr-xr-x 755 root 0]")
+	step("seed Pod read mysecret through the DaemonSet's plugin")
+	if plog, err := theNode.LogText(dsPod, "secretfs"); err == nil {
+		if !strings.Contains(plog, "NodePublishVolume") {
+			t.Errorf("the DaemonSet's plugin logged no NodePublishVolume: the volume came from elsewhere?\n%s", indent(plog))
+		}
+	} else {
+		t.Errorf("plugin container log: %v", err)
+	}
+
+	// What the liveness probe asks (host network: the Pod's port is the
+	// node's), and no restart or warning so far.
+	if resp, err := http.Get("http://127.0.0.1:9808/healthz"); err != nil {
+		t.Errorf("liveness endpoint: %v", err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("liveness endpoint: %s", resp.Status)
+		}
+	}
+	if p, err := kc.CoreV1().Pods(dsPod.Namespace).Get(ctx, dsPod.Name, metav1.GetOptions{}); err != nil {
+		t.Error(err)
+	} else {
+		for _, cs := range p.Status.ContainerStatuses {
+			if cs.RestartCount != 0 {
+				t.Errorf("plugin container %s restarted %d times; events:\n%s", cs.Name, cs.RestartCount, eventText(p))
+			}
+		}
+		for _, e := range events(p) {
+			// MissingClusterDNS: the harness's kubelet has no cluster DNS.
+			if e.Type != corev1.EventTypeNormal && e.Reason != "MissingClusterDNS" {
+				t.Errorf("DaemonSet Pod event %s %s: %s", e.Type, e.Reason, e.Message)
+			}
+		}
+	}
+
+	// Unpublish through the DaemonSet's plugin, before it goes.
+	zero := int64(0)
+	for _, k := range []kind{kindCSI, kindBuiltin} {
+		kc.CoreV1().Pods(ns).Delete(ctx, "mysecret-"+string(k), metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	}
+	if err := waitNoSecretfsMounts(2 * time.Minute); err != nil {
+		t.Error(err)
+	}
+	step("seed Pod deleted, its volume unpublished")
+}
+
+// rewriteDaemonSet reads deploy/daemonset.yaml and adapts it to the
+// harness node, as a kustomize overlay would: kubelet's folder is the
+// node's --root-dir; the image is the local one (never pulled); host
+// network (the node has no Pod network, no Service routing) with the API
+// server's real address in place of the kubernetes Service.
+func rewriteDaemonSet(t *testing.T, c *cluster.Cluster) *appsv1.DaemonSet {
+	t.Helper()
+	b, err := os.ReadFile("../deploy/daemonset.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.ReplaceAll(b, []byte("/var/lib/kubelet"), []byte(theNode.KubeletRoot))
+	var ds appsv1.DaemonSet
+	if err := yaml.UnmarshalStrict(b, &ds); err != nil {
+		t.Fatalf("deploy/daemonset.yaml: %v", err)
+	}
+	u, err := url.Parse(c.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := &ds.Spec.Template.Spec
+	spec.HostNetwork = true
+	spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
+	found := false
+	for i := range spec.Containers {
+		ct := &spec.Containers[i]
+		if ct.Name != "secretfs" {
+			continue
+		}
+		found = true
+		ct.Image, ct.ImagePullPolicy = pluginImage, corev1.PullNever
+		ct.Args = append(ct.Args, "--log-level=debug")
+		ct.Env = append(ct.Env,
+			corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: u.Hostname()},
+			corev1.EnvVar{Name: "KUBERNETES_SERVICE_PORT", Value: u.Port()})
+	}
+	if !found {
+		t.Fatal("deploy/daemonset.yaml has no container named secretfs")
+	}
+	return &ds
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func waitCSINode(t *testing.T, want bool, timeout time.Duration) {
+	t.Helper()
+	if err := waitCSINodeErr(want, timeout); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitCSINodeErr waits until the node's CSINode lists the driver (want) or not.
+func waitCSINodeErr(want bool, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		has := false
+		cn, err := kc.StorageV1().CSINodes().Get(context.Background(), theNode.Name, metav1.GetOptions{})
+		if err == nil {
+			for _, d := range cn.Spec.Drivers {
+				has = has || d.Name == node.DriverName
+			}
+		}
+		if has == want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("CSINode %s: driver %s listed=%v after %v, want %v (err %v)", theNode.Name, node.DriverName, has, timeout, want, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitNoSecretfsMounts waits until no FUSE mount of secretfs is left under
+// the node's kubelet folder.
+func waitNoSecretfsMounts(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		b, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			return err
+		}
+		var left []string
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) > 4 && strings.HasPrefix(f[4], theNode.KubeletRoot+"/") && strings.Contains(l, "fuse.secretfs") {
+				left = append(left, f[4])
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("secretfs mounts left after %v: %v", timeout, left)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// teardownDaemonSet deletes the DaemonSet and its Pods (no garbage
+// collector runs) and waits until the plugin has left kubelet.
+func teardownDaemonSet(t *testing.T) {
+	ctx := context.Background()
+	ns := "secretfs"
+	if err := kc.AppsV1().DaemonSets(ns).Delete(ctx, "secretfs-csi", metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.Errorf("delete DaemonSet: %v", err)
+	}
+	kc.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app=secretfs-csi"})
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		l, err := kc.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=secretfs-csi"})
+		if err == nil && len(l.Items) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("DaemonSet Pods still there after 2 min")
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := waitCSINodeErr(false, time.Minute); err != nil {
+		t.Error(err)
+	}
+}
+
+// dumpDaemonSet logs what explains a DaemonSet Pod that does not run.
+func dumpDaemonSet(t *testing.T, ds *appsv1.DaemonSet, pods []corev1.Pod, kcm *node.ControllerManager) {
+	t.Helper()
+	if got, err := kc.AppsV1().DaemonSets(ds.Namespace).Get(context.Background(), ds.Name, metav1.GetOptions{}); err == nil {
+		t.Logf("DaemonSet status: %+v", got.Status)
+	}
+	for i := range pods {
+		p := &pods[i]
+		t.Logf("Pod %s: phase %s, node %q, conditions %+v, containers %+v\nevents:\n%s", p.Name, p.Status.Phase,
+			p.Spec.NodeName, p.Status.Conditions, p.Status.ContainerStatuses, eventText(p))
+		if log, err := theNode.LogText(p, "secretfs"); err == nil {
+			t.Logf("plugin container log:\n%s", indent(log))
+		}
+	}
+	if b, err := os.ReadFile(kcm.Log()); err == nil {
+		if len(b) > 4000 {
+			b = b[len(b)-4000:]
+		}
+		t.Logf("kube-controller-manager log (tail):\n%s", b)
+	}
+}
