@@ -21,6 +21,8 @@ import (
 type Backend struct {
 	dir string
 
+	parsed parsedFiles
+
 	mu   sync.Mutex
 	subs map[*sub]struct{}
 	loop *loop // nil while nobody watches
@@ -59,7 +61,7 @@ func (b *Backend) Get(ctx context.Context, ref backend.Ref) (*secret.Secret, err
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return readDir(b.dir).lookup(ref)
+	return b.readDir().lookup(ref)
 }
 
 // Watch reports the state of ref to fn, first the current one and then

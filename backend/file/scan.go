@@ -53,19 +53,31 @@ func isManifest(name string) bool {
 	return false
 }
 
-// readDir parses every manifest directly in dir (not recursive).
-func readDir(dir string) *scan {
+// readDir parses every manifest directly in dir (not recursive); files
+// unchanged since an earlier scan are not parsed again.
+func (b *Backend) readDir() *scan {
+	dir := b.dir
 	s := &scan{dir: dir, broken: map[string]error{}, objs: map[key][]found{}}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		s.dirErr = err
 		return s
 	}
+	seen := map[string]bool{}
+	defer b.parsed.keep(seen)
 	for _, e := range entries {
 		if !isManifest(e.Name()) || e.IsDir() {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
+		var st syscall.Stat_t
+		if err := syscall.Stat(path, &st); err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFREG {
+			if parsed, ok := b.parsed.get(path, stampOf(&st)); ok {
+				seen[path] = true
+				s.add(path, parsed)
+				continue
+			}
+		}
 		data, err := os.ReadFile(path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -77,16 +89,27 @@ func readDir(dir string) *scan {
 			continue
 		}
 		parsed, err := secret.ParseManifests(data, path)
+		clear(data) // the raw manifest holds secret values
 		if err != nil {
 			s.broken[path] = err
 			continue
 		}
-		for _, p := range parsed {
-			k := key{p.Namespace, p.Name}
-			s.objs[k] = append(s.objs[k], found{file: path, sec: p.Secret, err: p.Err})
+		// Remember the parse under the stamp taken before reading: a
+		// write during the read changes ctime, so it is read again.
+		if st.Ino != 0 {
+			b.parsed.put(path, stampOf(&st), parsed)
+			seen[path] = true
 		}
+		s.add(path, parsed)
 	}
 	return s
+}
+
+func (s *scan) add(path string, parsed []secret.Parsed) {
+	for _, p := range parsed {
+		k := key{p.Namespace, p.Name}
+		s.objs[k] = append(s.objs[k], found{file: path, sec: p.Secret, err: p.Err})
+	}
 }
 
 // lookup answers Get from one scan; see Backend.Get for the rules.

@@ -85,7 +85,7 @@ func (b *Backend) run(l *loop) {
 		retrT.Reset(retry)
 	}
 	rescan := func() {
-		snap, dirty = readDir(b.dir), false
+		snap, dirty = b.readDir(), false
 		l.logProblems(snap)
 		if due := b.report(snap, time.Now()); !due.IsZero() {
 			confT.Reset(time.Until(due))
