@@ -138,3 +138,24 @@ func (fs *FS) Shows(p *volume.Payload) bool {
 	}
 	return files == len(p.Files)
 }
+
+// Reconcile replays, after a takeover, the notices of every switch whose
+// notices the dead server may not have delivered: the kernel may still
+// cache `..data` pointing at a replaced version, which stops resolving once
+// its grace ends. Notices about entries the kernel no longer caches are
+// ignored by it, so replaying is harmless. Call it once the journal is
+// attached, so the keeper delivers them.
+func (fs *FS) Reconcile() {
+	fs.mu.RLock()
+	cur := fs.cur
+	var old []*version
+	for _, v := range fs.versions {
+		if v != cur {
+			old = append(old, v)
+		}
+	}
+	fs.mu.RUnlock()
+	for _, v := range old {
+		fs.invalidate(v, cur)
+	}
+}

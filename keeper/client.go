@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/secretfs/secretfs/fusefs"
 )
@@ -24,6 +25,20 @@ func Dial(path string) (*Client, error) {
 		return nil, fmt.Errorf("keeper %s: %w", path, err)
 	}
 	return &Client{conn: c}, nil
+}
+
+// DialWait connects to the keeper at path, waiting up to wait for it to
+// come up: in a DaemonSet the keeper's container starts beside the
+// plugin's, not before it.
+func DialWait(path string, wait time.Duration) (*Client, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		c, err := Dial(path)
+		if err == nil || time.Now().After(deadline) {
+			return c, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // Close ends the connection; the keeper keeps what it holds.

@@ -102,6 +102,7 @@ func Resume(ctx context.Context, c *cache.Cache, e keeper.Entry, cfg Config) (*V
 	v.fs = fs
 	metrics.Mounts.Inc()
 	v.keep()
+	fs.Reconcile()
 	if c == nil {
 		return v, nil // a volume fed by Set
 	}

@@ -88,7 +88,7 @@ func runCSI(args []string, _, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *keeperPath != "" {
-		k, err := keeper.Dial(*keeperPath)
+		k, err := keeper.DialWait(*keeperPath, 10*time.Second)
 		if err != nil {
 			log.Warn("no keeper: mounts will not survive a restart of this plugin", "err", err)
 		} else {

@@ -168,7 +168,7 @@ func serveUntilDone(ctx context.Context, v *live.Volume, ttl time.Duration, log 
 // dir (an earlier run died), and mounts afresh otherwise.
 func mountOrResume(ctx context.Context, c *cache.Cache, dir string, cfg live.Config, keeperPath string, stderr io.Writer) (*live.Volume, error) {
 	if keeperPath != "" {
-		k, err := keeper.Dial(keeperPath)
+		k, err := keeper.DialWait(keeperPath, 2*time.Second)
 		if err != nil {
 			fmt.Fprintf(stderr, "secretfs mount: warning: %v; the mount will not survive this process\n", err)
 		} else {
