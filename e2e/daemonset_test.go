@@ -117,35 +117,20 @@ func TestDaemonSet(t *testing.T) {
 			t.Fatalf("kubectl apply -f %s: %v\n%s", f, err, out)
 		}
 	}
+	keeperDS := rewriteManifest(t, c, "keeper.yaml", "keeper")
+	if _, err := kc.AppsV1().DaemonSets(keeperDS.Namespace).Create(ctx, keeperDS, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	runningPod(t, ctx, keeperDS, kcm)
+	step("keeper DaemonSet running")
 	ds := rewriteDaemonSet(t, c)
 	if _, err := kc.AppsV1().DaemonSets(ds.Namespace).Create(ctx, ds, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	step("deploy/ applied (CSIDriver, RBAC, DaemonSet)")
+	step("deploy/ applied (CSIDriver, RBAC, keeper, DaemonSet)")
 
 	// There is no scheduler: bind the DaemonSet's Pod as it would.
-	sel := metav1.FormatLabelSelector(ds.Spec.Selector)
-	var dsPod *corev1.Pod
-	deadline := time.Now().Add(3 * time.Minute)
-	for dsPod == nil {
-		if _, err := theNode.BindPods(ctx, ds.Namespace, sel); err != nil {
-			t.Log(err)
-		}
-		l, err := kc.CoreV1().Pods(ds.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, p := range l.Items {
-			if p.Status.Phase == corev1.PodRunning && podReady(&p) {
-				dsPod = &l.Items[i]
-			}
-		}
-		if dsPod == nil && time.Now().After(deadline) {
-			dumpDaemonSet(t, ds, l.Items, kcm)
-			t.Fatalf("no running Pod of DaemonSet %s/%s after 3 min", ds.Namespace, ds.Name)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	dsPod := runningPod(t, ctx, ds, kcm)
 	step("DaemonSet Pod " + dsPod.Name + " running")
 	if err := waitCSINodeErr(true, 2*time.Minute); err != nil {
 		dumpDaemonSet(t, ds, []corev1.Pod{*dsPod}, kcm)
@@ -165,6 +150,9 @@ func TestDaemonSet(t *testing.T) {
 	if plog, err := theNode.LogText(dsPod, "secretfs"); err == nil {
 		if !strings.Contains(plog, "NodePublishVolume") {
 			t.Errorf("the DaemonSet's plugin logged no NodePublishVolume: the volume came from elsewhere?\n%s", indent(plog))
+		}
+		if strings.Contains(plog, "no keeper") {
+			t.Errorf("the plugin did not reach the keeper DaemonSet:\n%s", indent(plog))
 		}
 	} else {
 		t.Errorf("plugin container log: %v", err)
@@ -213,12 +201,20 @@ func TestDaemonSet(t *testing.T) {
 // network (the node has no Pod network, no Service routing) with the API
 // server's real address in place of the kubernetes Service.
 func rewriteDaemonSet(t *testing.T, c *cluster.Cluster) *appsv1.DaemonSet {
+	return rewriteManifest(t, c, "daemonset.yaml", "secretfs")
+}
+
+// rewriteManifest loads deploy/NAME (one DaemonSet) for the harness node;
+// container is the one running our image.
+func rewriteManifest(t *testing.T, c *cluster.Cluster, name, container string) *appsv1.DaemonSet {
 	t.Helper()
-	b, err := os.ReadFile("../deploy/daemonset.yaml")
+	b, err := os.ReadFile("../deploy/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b = bytes.ReplaceAll(b, []byte("/var/lib/kubelet"), []byte(theNode.KubeletRoot))
+	// The keeper's socket folder, inside the node's folder (no host change).
+	b = bytes.ReplaceAll(b, []byte("/run/secretfs"), []byte(filepath.Join(theNode.Dir, "run-secretfs")))
 	var ds appsv1.DaemonSet
 	if err := yaml.UnmarshalStrict(b, &ds); err != nil {
 		t.Fatalf("deploy/daemonset.yaml: %v", err)
@@ -233,20 +229,49 @@ func rewriteDaemonSet(t *testing.T, c *cluster.Cluster) *appsv1.DaemonSet {
 	found := false
 	for i := range spec.Containers {
 		ct := &spec.Containers[i]
-		if ct.Name != "secretfs" {
+		if ct.Name != container {
 			continue
 		}
 		found = true
 		ct.Image, ct.ImagePullPolicy = pluginImage, corev1.PullNever
-		ct.Args = append(ct.Args, "--log-level=debug")
+		if container == "secretfs" {
+			ct.Args = append(ct.Args, "--log-level=debug")
+		}
 		ct.Env = append(ct.Env,
 			corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: u.Hostname()},
 			corev1.EnvVar{Name: "KUBERNETES_SERVICE_PORT", Value: u.Port()})
 	}
 	if !found {
-		t.Fatal("deploy/daemonset.yaml has no container named secretfs")
+		t.Fatalf("deploy/%s has no container named %s", name, container)
 	}
 	return &ds
+}
+
+// runningPod binds a DaemonSet's Pod to the node (there is no scheduler)
+// and waits until it runs.
+func runningPod(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet, kcm *node.ControllerManager) *corev1.Pod {
+	t.Helper()
+	sel := metav1.FormatLabelSelector(ds.Spec.Selector)
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		if _, err := theNode.BindPods(ctx, ds.Namespace, sel); err != nil {
+			t.Log(err)
+		}
+		l, err := kc.CoreV1().Pods(ds.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range l.Items {
+			if p.Status.Phase == corev1.PodRunning && podReady(&p) {
+				return &l.Items[i]
+			}
+		}
+		if time.Now().After(deadline) {
+			dumpDaemonSet(t, ds, l.Items, kcm)
+			t.Fatalf("no running Pod of DaemonSet %s/%s after 3 min", ds.Namespace, ds.Name)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func podReady(p *corev1.Pod) bool {
@@ -317,21 +342,24 @@ func waitNoSecretfsMounts(timeout time.Duration) error {
 func teardownDaemonSet(t *testing.T) {
 	ctx := context.Background()
 	ns := "secretfs"
-	if err := kc.AppsV1().DaemonSets(ns).Delete(ctx, "secretfs-csi", metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		t.Errorf("delete DaemonSet: %v", err)
-	}
-	kc.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app=secretfs-csi"})
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		l, err := kc.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=secretfs-csi"})
-		if err == nil && len(l.Items) == 0 {
-			break
+	for _, name := range []string{"secretfs-csi", "secretfs-keeper"} {
+		if err := kc.AppsV1().DaemonSets(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete DaemonSet %s: %v", name, err)
 		}
-		if time.Now().After(deadline) {
-			t.Errorf("DaemonSet Pods still there after 2 min")
-			break
+		sel := "app=" + name
+		kc.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: sel})
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			l, err := kc.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+			if err == nil && len(l.Items) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("DaemonSet %s Pods still there after 2 min", name)
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
 	if err := waitCSINodeErr(false, time.Minute); err != nil {
 		t.Error(err)

@@ -87,6 +87,15 @@ func runCSI(args []string, _, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Health first: waiting for the keeper or taking mounts back must not
+	// look like a dead process to the liveness probe.
+	if *metricsAddr != "" {
+		srv, err := serveMetrics(*metricsAddr, log)
+		if err != nil {
+			return fail(err)
+		}
+		defer srv.Close()
+	}
 	if *keeperPath != "" {
 		k, err := keeper.DialWait(*keeperPath, 10*time.Second)
 		if err != nil {
@@ -110,13 +119,6 @@ func runCSI(args []string, _, stderr io.Writer) int {
 		log.Info("stale mounts cleaned", "cleaned", n)
 	}
 
-	if *metricsAddr != "" {
-		srv, err := serveMetrics(*metricsAddr, log)
-		if err != nil {
-			return fail(err)
-		}
-		defer srv.Close()
-	}
 	err := csi.NewServer(d, csi.ServerOptions{
 		Endpoint: *endpoint, RegistrationDir: *regDir, RegistrationEndpoint: *regEndpoint, Logger: log,
 	}).Run(ctx)
