@@ -11,13 +11,14 @@
 package cluster
 
 import (
+	"github.com/secretfs/secretfs/sanity/child"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -97,7 +98,7 @@ func StartControlPlane(ctx context.Context, dir string, opts Options) (c *Cluste
 	}
 
 	t0 := time.Now()
-	ports, err := freePorts(3)
+	ports, err := child.FreePorts(3)
 	if err != nil {
 		return c, err
 	}
@@ -116,7 +117,7 @@ func StartControlPlane(ctx context.Context, dir string, opts Options) (c *Cluste
 	if err := c.waitHTTP(ctx, c.etcd, c.etcdURL+"/health", false); err != nil {
 		return c, err
 	}
-	c.opts.Log.Info("etcd ready", "url", c.etcdURL, "pid", c.etcd.pid(), "took", time.Since(t0).Round(time.Millisecond))
+	c.opts.Log.Info("etcd ready", "url", c.etcdURL, "pid", c.etcd.PID(), "took", time.Since(t0).Round(time.Millisecond))
 
 	c.apiPort = ports[2]
 	c.Host = "https://127.0.0.1:" + strconv.Itoa(c.apiPort)
@@ -180,7 +181,7 @@ func (c *Cluster) apiserverArgs() []string {
 // StartAPIServer (re)starts kube-apiserver on the same port with the same
 // flags and waits for /readyz; etcd and its data are kept.
 func (c *Cluster) StartAPIServer(ctx context.Context) error {
-	if c.apiSrv != nil && c.apiSrv.alive() {
+	if c.apiSrv != nil && c.apiSrv.Alive() {
 		return errors.New("kube-apiserver already running")
 	}
 	t0 := time.Now()
@@ -193,7 +194,7 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 		return err
 	}
 	c.readyFor = time.Since(t0)
-	c.opts.Log.Info("kube-apiserver ready", "host", c.Host, "pid", p.pid(), "took", c.readyFor.Round(time.Millisecond))
+	c.opts.Log.Info("kube-apiserver ready", "host", c.Host, "pid", p.PID(), "took", c.readyFor.Round(time.Millisecond))
 	return nil
 }
 
@@ -203,7 +204,7 @@ func (c *Cluster) StopAPIServer() error {
 	if c.apiSrv == nil {
 		return nil
 	}
-	err := c.apiSrv.stop(10 * time.Second)
+	err := c.apiSrv.Stop(10 * time.Second)
 	c.opts.Log.Info("kube-apiserver stopped", "err", err)
 	return err
 }
@@ -211,9 +212,8 @@ func (c *Cluster) StopAPIServer() error {
 // KillAPIServer kills kube-apiserver at once (SIGKILL), as a crash would;
 // open watches are cut. StartAPIServer brings it back on the same port.
 func (c *Cluster) KillAPIServer() {
-	if c.apiSrv != nil && c.apiSrv.alive() {
-		c.apiSrv.cmd.Process.Kill()
-		<-c.apiSrv.done
+	if c.apiSrv != nil && c.apiSrv.Alive() {
+		c.apiSrv.Kill()
 	}
 }
 
@@ -222,7 +222,7 @@ func (c *Cluster) KillAPIServer() {
 func (c *Cluster) Stop() {
 	for _, p := range []*proc{c.apiSrv, c.etcd} {
 		if p != nil {
-			p.stop(10 * time.Second)
+			p.Stop(10 * time.Second)
 		}
 	}
 	if c.ownsDir && c.Dir != "" {
@@ -263,8 +263,8 @@ func (c *Cluster) WriteKubeconfig(path, token string) error {
 func (c *Cluster) PIDs() map[string]int {
 	m := map[string]int{}
 	for _, p := range []*proc{c.etcd, c.apiSrv} {
-		if p != nil && p.alive() {
-			m[p.name] = p.pid()
+		if p != nil && p.Alive() {
+			m[p.Name] = p.PID()
 		}
 	}
 	return m
@@ -272,17 +272,3 @@ func (c *Cluster) PIDs() map[string]int {
 
 // APIServerReadyAfter is how long the last (re)start of kube-apiserver took.
 func (c *Cluster) APIServerReadyAfter() time.Duration { return c.readyFor }
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		// Hold all listeners until done so the n ports differ.
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/secretfs/secretfs/sanity/child"
 	"io"
 	"net/http"
 	"os"
@@ -18,75 +19,14 @@ import (
 	"time"
 )
 
-// proc is a child process we started; we only ever signal its own PID.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{} // closed when the process has exited (non-detached)
-}
+type proc = child.Proc
 
 func (c *Cluster) spawn(name string, args ...string) (*proc, error) {
-	bin := filepath.Join(c.opts.BinDir, name)
-	logPath := filepath.Join(c.Dir, name+".log")
-	// Append: the apiserver log keeps its history across restarts.
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := child.Spawn(c.Dir, name, nil, c.opts.Detach, filepath.Join(c.opts.BinDir, name), args...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (run build.sh?)", err)
 	}
-	defer logf.Close()
-	fmt.Fprintf(logf, "=== %s %s %s\n", time.Now().Format(time.RFC3339), bin, strings.Join(args, " "))
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Dir = c.Dir
-	if c.opts.Detach {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	} else {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s (run build.sh?): %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(p.done) }()
-	pidFile := filepath.Join(c.Dir, name+".pid")
-	return p, os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644)
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) alive() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// stop sends SIGTERM, then SIGKILL after grace, and waits for the exit.
-func (p *proc) stop(grace time.Duration) error {
-	if !p.alive() {
-		return nil
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(grace):
-	}
-	p.cmd.Process.Kill()
-	<-p.done
-	return fmt.Errorf("%s did not exit within %v of SIGTERM; killed", p.name, grace)
-}
-
-// tail returns the end of the process log, for error messages.
-func (p *proc) tail() string {
-	b, _ := os.ReadFile(p.log)
-	if len(b) > 3000 {
-		b = b[len(b)-3000:]
-	}
-	return string(b)
+	return p, nil
 }
 
 // waitHTTP polls url until it answers 200, failing early if p exits.
@@ -115,10 +55,10 @@ func (c *Cluster) waitHTTP(ctx context.Context, p *proc, url string, auth bool) 
 			last = fmt.Sprintf("%d %s", resp.StatusCode, b)
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited before ready (%v); log %s:\n%s", p.name, p.cmd.ProcessState, p.log, p.tail())
+		case <-p.Exited():
+			return fmt.Errorf("%s exited before ready (%v); log %s:\n%s", p.Name, p.Cmd.ProcessState, p.Log, p.Tail())
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready at %s: %s: %w", p.name, url, last, ctx.Err())
+			return fmt.Errorf("%s not ready at %s: %s: %w", p.Name, url, last, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

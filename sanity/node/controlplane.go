@@ -1,6 +1,8 @@
 package node
 
 import (
+	"github.com/secretfs/secretfs/sanity/child"
+
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -90,7 +92,7 @@ func (a *APIServer) Restore(ctx context.Context) error {
 	if a == nil || a.p == nil {
 		return nil
 	}
-	a.p.stop(10 * time.Second)
+	a.p.Stop(10 * time.Second)
 	a.p = nil
 	return a.c.StartAPIServer(ctx)
 }
@@ -119,7 +121,7 @@ func StartControllerManager(ctx context.Context, c *cluster.Cluster, dir string,
 	if err := os.WriteFile(ca, c.RestConfig().TLSClientConfig.CAData, 0o644); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(1)
+	ports, err := child.FreePorts(1)
 	if err != nil {
 		return nil, err
 	}
@@ -162,14 +164,14 @@ func StartControllerManager(ctx context.Context, c *cluster.Cluster, dir string,
 }
 
 // Log is the controller-manager's log file.
-func (m *ControllerManager) Log() string { return m.p.log }
+func (m *ControllerManager) Log() string { return m.p.Log }
 
 // Stop stops kube-controller-manager (SIGTERM, then SIGKILL).
 func (m *ControllerManager) Stop() error {
 	if m == nil {
 		return nil
 	}
-	return m.p.stop(10 * time.Second)
+	return m.p.Stop(10 * time.Second)
 }
 
 // BindPods acts as the scheduler (there is none): it binds every Pod of

@@ -21,13 +21,14 @@
 package node
 
 import (
+	"github.com/secretfs/secretfs/sanity/child"
+
 	"bufio"
 	"context"
 	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,7 +210,7 @@ func StartNode(ctx context.Context, c *cluster.Cluster, dir string, opts Options
 	if err := c.WriteKubeconfig(kubeconfig, c.AdminToken); err != nil {
 		return n, err
 	}
-	ports, err := freePorts(2)
+	ports, err := child.FreePorts(2)
 	if err != nil {
 		return n, err
 	}
@@ -347,10 +348,10 @@ func (n *Node) waitFor(ctx context.Context, p *proc, timeout time.Duration, chec
 			return nil
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited (%v); log %s:\n%s", p.name, p.cmd.ProcessState, p.log, p.tail())
+		case <-p.Exited():
+			return fmt.Errorf("%s exited (%v); log %s:\n%s", p.Name, p.Cmd.ProcessState, p.Log, p.Tail())
 		case <-ctx.Done():
-			return fmt.Errorf("%s: %v: %w; log %s", p.name, err, ctx.Err(), p.log)
+			return fmt.Errorf("%s: %v: %w; log %s", p.Name, err, ctx.Err(), p.Log)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -388,10 +389,10 @@ func (n *Node) Stop() {
 		return
 	}
 	ctx := context.Background()
-	if err := n.kubelet.stop(15 * time.Second); err != nil {
+	if err := n.kubelet.Stop(15 * time.Second); err != nil {
 		n.log.Warn("kubelet", "err", err)
 	}
-	if n.containerd != nil && n.containerd.alive() {
+	if n.containerd != nil && n.containerd.Alive() {
 		// Kill and delete every task so that each shim exits by itself.
 		if out, err := n.ctr(ctx, "-n", "k8s.io", "tasks", "ls"); err == nil {
 			var ids []string
@@ -406,7 +407,7 @@ func (n *Node) Stop() {
 				}
 			}
 		}
-		if err := n.containerd.stop(10 * time.Second); err != nil {
+		if err := n.containerd.Stop(10 * time.Second); err != nil {
 			n.log.Warn("containerd", "err", err)
 		}
 	}
@@ -417,7 +418,7 @@ func (n *Node) Stop() {
 		killPIDFile(filepath.Join(t, "shim.pid"), "containerd-shim")
 	}
 	for _, p := range n.plugins {
-		if err := p.stop(10 * time.Second); err != nil {
+		if err := p.Stop(10 * time.Second); err != nil {
 			n.log.Warn("plugin", "err", err)
 		}
 	}
@@ -574,19 +575,6 @@ func unescapeMount(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-func freePorts(k int) ([]int, error) {
-	var ports []int
-	for range k {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // EnsurePackages installs (apt-get, once) what the node needs from Debian.

@@ -22,7 +22,7 @@ type Plugin struct {
 }
 
 // PID of the plugin process.
-func (p *Plugin) PID() int { return p.p.pid() }
+func (p *Plugin) PID() int { return p.p.PID() }
 
 // StartPlugin runs `bin csi` as a host process, the way the DaemonSet runs
 // it: CSI socket in KubeletRoot/plugins/<driver>/, registration through its
@@ -71,12 +71,12 @@ func (n *Node) StartPlugin(ctx context.Context, bin string, extra ...string) (*P
 		return nil, err
 	}
 	n.Timings.PluginRunning = time.Since(t0)
-	n.log.Info("plugin registered", "pid", p.pid(), "took", n.Timings.PluginRunning.Round(time.Millisecond))
-	return &Plugin{Endpoint: endpoint, Log: p.log, p: p}, nil
+	n.log.Info("plugin registered", "pid", p.PID(), "took", n.Timings.PluginRunning.Round(time.Millisecond))
+	return &Plugin{Endpoint: endpoint, Log: p.Log, p: p}, nil
 }
 
 // Stop stops the plugin (SIGTERM, then SIGKILL).
-func (p *Plugin) Stop() error { return p.p.stop(10 * time.Second) }
+func (p *Plugin) Stop() error { return p.p.Stop(10 * time.Second) }
 
 // DefaultCSIDriver is the CSIDriver object the node tests use when deploy/
 // has none: attachRequired false, podInfoOnMount, Ephemeral + Persistent,
