@@ -193,6 +193,57 @@ func TestDaemonSet(t *testing.T) {
 		t.Error(err)
 	}
 	step("seed Pod deleted, its volume unpublished")
+
+	// The plugin replaced under a reading Pod, as a DaemonSet rollout does:
+	// its Pod is deleted (SIGTERM leaves the mounts to the keeper), the
+	// controller makes a new one, which takes the mounts back. The reader
+	// must never fail, and later updates must still arrive.
+	createSecret(t, ns, "up", map[string]string{"k": "v0"})
+	// The value has no newline, so read "fails" at EOF having read it;
+	// only a failed open (or an empty read) is an error.
+	const loop = `prev=
+while :; do
+  v=
+  { read -r v || [ -n "$v" ]; } < /etc/foo/k || { echo ERR; sleep 0.1; continue; }
+  if [ "$v" != "$prev" ]; then echo "$v"; prev=$v; fi
+done`
+	reader := createPod(t, makePod(podSpec{ns: ns, name: "reader", script: loop,
+		vols: []vol{{"foo", "/etc/foo", corev1.SecretVolumeSource{SecretName: "up"}}}}, kindCSI))
+	reader = waitPod(t, reader, 2*time.Minute, corev1.PodRunning)
+	waitLog(t, reader, "v0", 30*time.Second)
+	old := dsPod.Name
+	if err := kc.CoreV1().Pods(dsPod.Namespace).Delete(ctx, old, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		_, err := kc.CoreV1().Pods(dsPod.Namespace).Get(ctx, old, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin Pod %s still there a minute after its deletion", old)
+		}
+	}
+	dsPod = runningPod(t, ctx, ds, kcm)
+	step("plugin Pod " + old + " replaced by " + dsPod.Name)
+	updateSecret(t, ns, "up", map[string]string{"k": "v1"})
+	waitLog(t, reader, "v1", 30*time.Second)
+	step("an update after the replacement reached the reading Pod")
+	lines, _ := theNode.Logs(reader, "c")
+	for _, l := range lines {
+		if l.Text == "ERR" {
+			t.Errorf("the reading Pod failed a read at %s while the plugin was replaced", l.Time.Format(time.RFC3339Nano))
+		}
+	}
+	if plog, err := theNode.LogText(dsPod, "secretfs"); err != nil || !strings.Contains(plog, "volume taken over") {
+		t.Errorf("the new plugin did not take the mount over (%v):\n%s", err, indent(plog))
+	}
+	zero = int64(0)
+	kc.CoreV1().Pods(ns).Delete(ctx, reader.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	if err := waitNoSecretfsMounts(2 * time.Minute); err != nil {
+		t.Error(err)
+	}
+	step("reading Pod deleted, its volume unpublished by the new plugin")
 }
 
 // rewriteDaemonSet reads deploy/daemonset.yaml and adapts it to the
