@@ -187,7 +187,9 @@ func (c *Cache) Subscribe(ctx context.Context, ref backend.Ref, st Strategy, ttl
 func (c *Cache) park(e *entry) {
 	switch {
 	case c.closed:
-	case c.idle == nil:
+	case c.idle == nil, e.key.ref.Token != "":
+		// A pod's token expires and is replaced at each republish: an
+		// idle entry read with it would only go on failing.
 		c.drop(e)
 	default:
 		c.idle.Add(e.key, e)

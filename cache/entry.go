@@ -143,6 +143,10 @@ func (e *entry) apply(sec *secret.Secret, missing bool, err error, at time.Time)
 	switch {
 	case err != nil:
 		e.state.Err = err
+		var invalid *secret.InvalidError
+		if errors.As(err, &invalid) {
+			e.state.Missing = false // it exists, it is just not valid
+		}
 		metrics.RefreshErrors.WithLabelValues(readResult(err)).Inc()
 		if msg := err.Error(); msg != e.logged {
 			e.logged = msg

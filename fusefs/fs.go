@@ -79,6 +79,7 @@ type FS struct {
 	dir     string
 	fd      int // the /dev/fuse descriptor of the mount
 	journal Journal
+	ended   bool // the session is over: no more versions
 	done    chan struct{}
 }
 

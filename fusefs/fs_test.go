@@ -260,3 +260,43 @@ func TestUnmountFromOutside(t *testing.T) {
 		t.Fatal("server still running after an outside unmount")
 	}
 }
+
+// TestNoNoticeAfterUnmount: a grace timer firing after the mount is gone
+// must not write a notification to whatever file reuses the descriptor
+// number, and no version may be added once the session ended.
+func TestNoNoticeAfterUnmount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("FUSE mounts need root")
+	}
+	dir := t.TempDir()
+	fs, err := New(Options{Grace: 100 * time.Millisecond}, payload(map[string]string{"k": "1"}, 0o644))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Mount(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Update(payload(map[string]string{"k": "2"}, 0o644)); err != nil {
+		t.Fatal(err)
+	}
+	fs.Unmount()
+	<-fs.Done()
+	var files []*os.File // likely to get the old descriptor number
+	for range 4 {
+		f, err := os.CreateTemp(t.TempDir(), "reuse")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		files = append(files, f)
+	}
+	time.Sleep(300 * time.Millisecond) // past the grace of the old version
+	for _, f := range files {
+		if fi, _ := f.Stat(); fi.Size() != 0 {
+			t.Errorf("%d bytes written to %s after the unmount", fi.Size(), f.Name())
+		}
+	}
+	if err := fs.Update(payload(map[string]string{"k": "3"}, 0o644)); !errors.Is(err, ErrUnmounted) {
+		t.Errorf("Update after the unmount: %v, want ErrUnmounted", err)
+	}
+}

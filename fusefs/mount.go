@@ -69,6 +69,7 @@ func (fs *FS) Mount(dir string) error {
 	}
 	if err := fs.serve(fd, dir, false); err != nil {
 		syscall.Unmount(dir, syscall.MNT_DETACH)
+		syscall.Close(fd)
 		return err
 	}
 	return nil
@@ -97,20 +98,30 @@ func (fs *FS) serve(fd int, dir string, takeover bool) error {
 	fs.mu.Unlock()
 	start := func() (*fuse.Server, error) {
 		server, err := fuse.NewServer(fs, fmt.Sprintf("/dev/fd/%d", own), fs.serverOptions())
-		if err != nil {
-			syscall.Close(own)
+		if err != nil { // go-fuse has closed own
 			return nil, fmt.Errorf("mount %s: %w", dir, err)
 		}
 		return server, nil
 	}
-	run := func(server *fuse.Server) {
-		server.Serve()
+	// end runs once the session is over: the descriptor number is
+	// forgotten before it is closed, so a late notice (a grace timer)
+	// can never be written to whatever file reuses the number.
+	end := func(closeFD bool) {
+		fs.mu.Lock()
+		fs.fd, fs.journal, fs.ended = -1, nil, true
+		fs.mu.Unlock()
 		fs.wipeAll()
-		syscall.Close(fd)
+		if closeFD {
+			syscall.Close(fd)
+		}
 		close(fs.done)
 		if fs.opts.OnUnmount != nil {
 			fs.opts.OnUnmount()
 		}
+	}
+	run := func(server *fuse.Server) {
+		server.Serve()
+		end(true)
 	}
 	if takeover {
 		// The kernel sends INIT once per mount, and go-fuse waits for a
@@ -121,6 +132,7 @@ func (fs *FS) serve(fd int, dir string, takeover bool) error {
 			server, err := start()
 			if err != nil {
 				fs.opts.Logger.Error("take over failed", "mount", dir, "err", err)
+				end(true)
 				return
 			}
 			run(server)
@@ -129,7 +141,10 @@ func (fs *FS) serve(fd int, dir string, takeover bool) error {
 	}
 	server, err := start() // answers INIT, which the fresh mount sent
 	if err != nil {
-		return err
+		fs.mu.Lock()
+		fs.fd = -1
+		fs.mu.Unlock()
+		return err // Mount closes fd
 	}
 	go run(server)
 	disablePoll(dir)

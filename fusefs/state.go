@@ -159,3 +159,18 @@ func (fs *FS) Reconcile() {
 		fs.invalidate(v, cur)
 	}
 }
+
+// Wipe overwrites the secret bytes a snapshot carries (once a server or
+// the keeper no longer needs them).
+func (s *Snapshot) Wipe() {
+	for _, v := range s.Versions {
+		v.Wipe()
+	}
+}
+
+// Wipe overwrites the bytes of one version's files.
+func (v VersionState) Wipe() {
+	for _, f := range v.Files {
+		clear(f.Data)
+	}
+}

@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"errors"
 	"slices"
 	"syscall"
 	"time"
@@ -8,6 +9,9 @@ import (
 	"github.com/secretfs/secretfs/metrics"
 	"github.com/secretfs/secretfs/volume"
 )
+
+// ErrUnmounted is returned by Update once the mount is gone.
+var ErrUnmounted = errors.New("volume is unmounted")
 
 // Update switches the volume to a new version in one step: the `..data`
 // link of the new version replaces the old one under the lock, so a reader
@@ -17,6 +21,10 @@ import (
 // version until they are closed and forgotten.
 func (fs *FS) Update(p *volume.Payload) error {
 	fs.mu.Lock()
+	if fs.ended {
+		fs.mu.Unlock()
+		return ErrUnmounted // a change that raced the unmount
+	}
 	old := fs.cur
 	v, err := newVersion(old.gen+1, now(), p, fs.perm)
 	if err != nil {

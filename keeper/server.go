@@ -41,6 +41,13 @@ func (h *held) deliver() {
 	syscall.Close(h.fd)
 }
 
+// forget releases a mount: its notices still go out, its bytes are wiped.
+// The caller holds the keeper's lock.
+func (h *held) forget() {
+	h.close()
+	h.snap.Wipe()
+}
+
 // close lets deliver finish what is queued, then close the descriptor.
 func (h *held) close() { close(h.notices) }
 
@@ -110,7 +117,7 @@ func (k *Keeper) do(c *net.UnixConn, m *message, fd int) error {
 			return errors.New("register needs a descriptor and a snapshot")
 		}
 		if h != nil {
-			h.close()
+			h.forget()
 		}
 		h = &held{fd: fd, meta: m.Meta, snap: *m.Snap, notices: make(chan []fusefs.Notice, 1024)}
 		go h.deliver()
@@ -129,6 +136,7 @@ func (k *Keeper) do(c *net.UnixConn, m *message, fd int) error {
 		if h != nil {
 			for i, v := range h.snap.Versions {
 				if v.Gen == m.Gen {
+					v.Wipe()
 					h.snap.Versions = append(h.snap.Versions[:i], h.snap.Versions[i+1:]...)
 					break
 				}
@@ -145,7 +153,7 @@ func (k *Keeper) do(c *net.UnixConn, m *message, fd int) error {
 		}
 	case opForget:
 		if h != nil {
-			h.close()
+			h.forget()
 			delete(k.mounts, m.ID)
 			k.log.Info("released mount", "mount", m.ID)
 		}
@@ -179,7 +187,7 @@ func (k *Keeper) reap(ctx context.Context) {
 		for id, h := range k.mounts {
 			p := []unix.PollFd{{Fd: int32(h.fd), Events: unix.POLLIN}}
 			if n, _ := unix.Poll(p, 0); n > 0 && p[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
-				h.close()
+				h.forget()
 				delete(k.mounts, id)
 				k.log.Info("mount gone", "mount", id)
 			}

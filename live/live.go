@@ -91,6 +91,7 @@ func Mount(ctx context.Context, c *cache.Cache, dir string, cfg Config) (*Volume
 func Resume(ctx context.Context, c *cache.Cache, e keeper.Entry, cfg Config) (*Volume, error) {
 	v := newVolume(e.ID, cfg)
 	fs, err := fusefs.Restore(v.cfg.FS, e.Snap)
+	e.Snap.Wipe() // Restore copied what it needs
 	if err != nil {
 		closeFD(e.FD)
 		return nil, fmt.Errorf("take over %s: %w", e.ID, err)
@@ -144,6 +145,7 @@ func MountStatic(dir string, cfg Config, s *secret.Secret) (*Volume, error) {
 		return nil, err
 	}
 	v.last = s
+	v.keep()
 	return v, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/secret"
@@ -65,6 +66,10 @@ func (b *Backend) readDir() *scan {
 	}
 	seen := map[string]bool{}
 	defer b.parsed.keep(seen)
+	// A file changed within the last moment may change again within the
+	// same timestamp tick (coarse clocks: NFS, some overlays) without its
+	// stamp changing: such a parse is used but not remembered.
+	settled := time.Now().Add(-50 * time.Millisecond)
 	for _, e := range entries {
 		if !isManifest(e.Name()) || e.IsDir() {
 			continue
@@ -96,7 +101,7 @@ func (b *Backend) readDir() *scan {
 		}
 		// Remember the parse under the stamp taken before reading: a
 		// write during the read changes ctime, so it is read again.
-		if st.Ino != 0 {
+		if st.Ino != 0 && time.Unix(st.Ctim.Unix()).Before(settled) {
 			b.parsed.put(path, stampOf(&st), parsed)
 			seen[path] = true
 		}

@@ -118,6 +118,16 @@ func (w *world) request(i int) *csi.NodePublishVolumeRequest {
 	}
 }
 
+// static reports whether volume i is fed by the request's `secrets`
+// (nodePublishSecretRef) instead of a named Secret: every fifth one.
+func static(i int) bool { return i%5 == 4 }
+
+func setStatic(req *csi.NodePublishVolumeRequest, gen int) {
+	delete(req.VolumeContext, "secretName")
+	v := fmt.Sprintf("g%d", gen)
+	req.Secrets = map[string]string{"a": v, "b": v}
+}
+
 func (w *world) publish(req *csi.NodePublishVolumeRequest) error {
 	return w.call(func(c csi.NodeClient) error {
 		_, err := c.NodePublishVolume(context.Background(), req)
@@ -206,6 +216,9 @@ func TestPluginRestarts(t *testing.T) {
 	w.start(w.bin)
 	for i := range volumes {
 		req := w.request(i)
+		if static(i) {
+			setStatic(req, 0)
+		}
 		if err := w.publish(req); err != nil {
 			t.Fatalf("publish %d: %v", i, err)
 		}
@@ -287,6 +300,12 @@ func TestPluginRestarts(t *testing.T) {
 	for i := range volumes {
 		gen := gens[i].Add(1)
 		w.secret(i, int(gen))
+		if static(i) { // its data comes with the (re)publish
+			setStatic(w.reqs[i], int(gen))
+			if err := w.publish(w.reqs[i]); err != nil {
+				t.Fatalf("republish of static volume %d: %v", i, err)
+			}
+		}
 		want := fmt.Sprintf("g%d", gen)
 		deadline := time.Now().Add(10 * time.Second)
 		for {
