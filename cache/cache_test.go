@@ -456,3 +456,22 @@ func TestUpdateLatency(t *testing.T) {
 	t.Logf("write→onChange over %d edits: p50 %v, p90 %v, p99 %v, max %v",
 		len(lat), lat[len(lat)/2], lat[len(lat)*9/10], lat[len(lat)*99/100], lat[len(lat)-1])
 }
+
+// TestInvalidIsNotMissing: a Secret that was missing and then appears
+// invalid exists; the state must not say missing (an optional volume would
+// mount empty instead of failing, SPEC §2).
+func TestInvalidIsNotMissing(t *testing.T) {
+	dir, b := fileBackend(t)
+	c := newCache(t, b, Options{})
+	s, st := c.Subscribe(ctx, ref("db"), StrategyWatch, 0, func(State) {})
+	defer s.Close()
+	if !st.Missing {
+		t.Fatalf("first state %+v, want missing", st)
+	}
+	write(t, dir, "db.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\ndata: {password: \"not*base64\"}\n")
+	eventually(t, "the invalid Secret", func() bool { return s.State().Err != nil })
+	var invalid *secret.InvalidError
+	if st := s.State(); st.Missing || !errors.As(st.Err, &invalid) {
+		t.Fatalf("state %+v: want not missing, with the InvalidError", st)
+	}
+}
