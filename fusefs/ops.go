@@ -3,8 +3,6 @@ package fusefs
 import (
 	"syscall"
 
-	"time"
-
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
@@ -177,6 +175,3 @@ func (fs *FS) StatFs(_ <-chan struct{}, _ *fuse.InHeader, out *fuse.StatfsOut) f
 	out.Files = uint64(len(v.nodes) + len(v.top) + 1)
 	return fuse.OK
 }
-
-// now is a seam for the clock; tests of grace use real time.
-var now = time.Now

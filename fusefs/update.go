@@ -26,7 +26,7 @@ func (fs *FS) Update(p *volume.Payload) error {
 		return ErrUnmounted // a change that raced the unmount
 	}
 	old := fs.cur
-	v, err := newVersion(old.gen+1, now(), p, fs.perm)
+	v, err := newVersion(old.gen+1, time.Now(), p, fs.perm)
 	if err != nil {
 		fs.mu.Unlock()
 		return err

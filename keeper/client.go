@@ -3,9 +3,6 @@ package keeper
 import (
 	"fmt"
 	"net"
-	"path"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -134,14 +131,4 @@ func (j *journal) Notify(ns []fusefs.Notice) error {
 
 func (j *journal) DropVersion(gen uint64) {
 	_ = j.c.call(&message{Op: opDrop, ID: j.id, Gen: gen}, -1)
-}
-
-// appendTop adds the first element of a file path to a sorted name list.
-func appendTop(names []string, file string) []string {
-	top, _, _ := strings.Cut(path.Clean(file), "/")
-	i, found := slices.BinarySearch(names, top)
-	if found {
-		return names
-	}
-	return slices.Insert(names, i, top)
 }

@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -201,4 +204,14 @@ func (k *Keeper) Held() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return len(k.mounts)
+}
+
+// appendTop adds the first element of a file path to a sorted name list.
+func appendTop(names []string, file string) []string {
+	top, _, _ := strings.Cut(path.Clean(file), "/")
+	i, found := slices.BinarySearch(names, top)
+	if found {
+		return names
+	}
+	return slices.Insert(names, i, top)
 }
