@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/moby/sys/mountinfo"
 	mountutils "k8s.io/mount-utils"
 )
 
@@ -55,16 +56,16 @@ func CleanupStale(root string, log *slog.Logger, skip func(target string) bool) 
 		log = slog.Default()
 	}
 	root = filepath.Clean(root)
-	infos, err := mountutils.ParseMountInfo("/proc/self/mountinfo")
+	// moby's parser undoes mountinfo's octal escapes (\040 for a space).
+	infos, err := mountinfo.GetMounts(func(mi *mountinfo.Info) (skip, stop bool) {
+		return mi.FSType != "fuse."+fsName && mi.Source != fsName, false
+	})
 	if err != nil {
 		return 0, fmt.Errorf("read mounts: %w", err)
 	}
 	var dead []string
 	for _, mi := range infos {
-		if mi.FsType != "fuse."+fsName && mi.Source != fsName {
-			continue
-		}
-		mp := unescapeMountPath(mi.MountPoint)
+		mp := mi.Mountpoint
 		if mp != root && !strings.HasPrefix(mp, root+"/") || skip != nil && skip(mp) {
 			continue
 		}
@@ -85,24 +86,4 @@ func CleanupStale(root string, log *slog.Logger, skip func(target string) bool) 
 		log.Info("cleaned a stale mount of an earlier process", "target", mp)
 	}
 	return cleaned, errors.Join(errs...)
-}
-
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var n int
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%3o", &n); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -21,9 +21,9 @@
 package node
 
 import (
+	"github.com/moby/sys/mountinfo"
 	"github.com/secretfs/secretfs/sanity/child"
 
-	"bufio"
 	"context"
 	_ "embed"
 	"errors"
@@ -33,7 +33,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -536,45 +535,17 @@ func unmountUnder(dir string) []string {
 }
 
 func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
+	// moby's parser undoes mountinfo's octal escapes (\040 for a space).
+	infos, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
 	var ms []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMount(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			ms = append(ms, mp)
-		}
+	for _, mi := range infos {
+		ms = append(ms, mi.Mountpoint)
 	}
 	sort.Slice(ms, func(i, j int) bool { return len(ms[i]) > len(ms[j]) })
 	return ms
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space...).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // EnsurePackages installs (apt-get, once) what the node needs from Debian.
