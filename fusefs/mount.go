@@ -36,6 +36,11 @@ func (fs *FS) serverOptions() *fuse.MountOptions {
 		// and buffer each, instead of up to GOMAXPROCS+1. Every handler
 		// answers from memory without blocking, so nothing waits long.
 		MaxInflightRequestBytes: 1,
+		// Wait for requests through the netpoller (patched go-fuse, see
+		// third_party/go-fuse/PATCH.md): an idle mount pins no thread,
+		// and the mount's descriptor, which the keeper shares, stays
+		// blocking for any release that reads it blocking.
+		PollReads: true,
 		// go-fuse reports the end of a session ("connection abort") through
 		// its own logger; ours gets it at debug level instead of stderr.
 		Logger: slog.NewLogLogger(fs.opts.Logger.Handler(), slog.LevelDebug),

@@ -178,6 +178,18 @@ type MountOptions struct {
 	// is still allowed through.
 	MaxInflightRequestBytes int
 
+	// PollReads makes the server wait for requests through the Go
+	// runtime's netpoller instead of in a blocking read(2), so that an
+	// idle mount pins no OS thread (a process serving thousands of
+	// mounts would otherwise need a thread for each). The server polls
+	// a non-blocking clone of the device (FUSE_DEV_IOC_CLONE) and reads
+	// the device itself only once a request is pending: the device's
+	// open file, which other processes may share (one holding it to
+	// take the mount over later), stays blocking. If the device cannot
+	// be cloned (no access to /dev/fuse, another OS), reads block as
+	// without this option. Linux only.
+	PollReads bool
+
 	// CongestionThreshold is the in-flight async-request count at which
 	// the kernel marks the FUSE backing-dev as congested, throttling new
 	// submissions. It corresponds to

@@ -31,6 +31,12 @@ type fuseFD struct {
 	file *os.File
 	conn syscall.RawConn
 
+	// poll is a non-blocking clone of the device whose readiness
+	// says a request is pending (MountOptions.PollReads); nil when
+	// reads block.
+	poll     *os.File
+	pollConn syscall.RawConn
+
 	reqMu                sync.Mutex
 	reqReaders           int
 	inflightRequestBytes int
@@ -59,16 +65,29 @@ func (ms *Server) newFuseFD(fd int) (*fuseFD, error) {
 		return nil, err
 	}
 	_, readBufBytes, reqAllocBytes := requestAccountingSizes(ms.opts.MaxWrite)
-	return &fuseFD{
+	r := &fuseFD{
 		server:        ms,
 		file:          file,
 		conn:          conn,
-		reqPool:       &ms.reqPool,
-		readPool:      &ms.readPool,
-		buffers:       &ms.buffers,
+		reqPool:       &requestPool,
+		readPool:      readPool(ms.opts.MaxWrite),
+		buffers:       ms.buffers,
 		reqAllocBytes: reqAllocBytes,
 		readBufBytes:  readBufBytes,
-	}, nil
+	}
+	if ms.opts.PollReads {
+		if r.poll, err = pollClone(fd); err == nil {
+			r.pollConn, err = r.poll.SyscallConn()
+		}
+		if err != nil {
+			ms.opts.Logger.Printf("PollReads: %v; reads block", err)
+			if r.poll != nil {
+				r.poll.Close()
+			}
+			r.poll, r.pollConn = nil, nil
+		}
+	}
+	return r, nil
 }
 
 // withFD runs f with the underlying FUSE file descriptor, holding a
@@ -109,19 +128,8 @@ func (r *fuseFD) readRequest() (req *requestAlloc, code Status) {
 	r.reqReaders++
 	r.reqMu.Unlock()
 
+	dest, n, err := r.read()
 	req = r.reqPool.Get().(*requestAlloc)
-	dest := r.readPool.Get().([]byte)
-
-	var n int
-	err := handleEINTR(func() error {
-		var err error
-		if cerr := r.withFD(func(fd int) {
-			n, err = syscall.Read(fd, dest)
-		}); cerr != nil {
-			return cerr
-		}
-		return err
-	})
 	if err != nil {
 		r.reqMu.Lock()
 		r.putReadBuf(dest)
@@ -158,6 +166,51 @@ func (r *fuseFD) readRequest() (req *requestAlloc, code Status) {
 	}
 
 	return req, OK
+}
+
+// read reads one request into a buffer of readPool. With a poll clone it
+// first waits through the netpoller, holding no buffer: an idle mount
+// costs neither a thread nor a buffer.
+func (r *fuseFD) read() (dest []byte, n int, err error) {
+	if r.pollConn == nil {
+		return r.readNow()
+	}
+	read := false
+	werr := r.pollConn.Read(func(pfd uintptr) bool {
+		// Read only once the kernel has a request, else the
+		// blocking read would pin the thread. The read happens
+		// here, under the poll file's read lock, so that two
+		// readers never both read after one readiness.
+		if !pending(int(pfd)) {
+			return false
+		}
+		dest, n, err = r.readNow()
+		read = true
+		return true
+	})
+	if !read {
+		// At unmount the kernel's poll answers only EPOLLERR,
+		// which the netpoller reports as an error without calling
+		// back: read now, and get ENODEV (or EBADF if closed).
+		_ = werr
+		return r.readNow()
+	}
+	return dest, n, err
+}
+
+// readNow reads one request from the device.
+func (r *fuseFD) readNow() (dest []byte, n int, err error) {
+	dest = r.readPool.Get().([]byte)
+	err = handleEINTR(func() error {
+		var err error
+		if cerr := r.withFD(func(fd int) {
+			n, err = syscall.Read(fd, dest)
+		}); cerr != nil {
+			return cerr
+		}
+		return err
+	})
+	return dest, n, err
 }
 
 // returnRequest returns a request to the pool of unused requests.
@@ -219,7 +272,11 @@ func (r *fuseFD) putReq(req *requestAlloc) {
 // close closes the underlying FUSE fd. The *os.File waits for in-flight
 // RawConn operations (reads, writes, ioctls) before releasing the fd.
 func (r *fuseFD) close() error {
-	return r.file.Close()
+	err := r.file.Close()
+	if r.poll != nil {
+		r.poll.Close()
+	}
+	return err
 }
 
 func (r *fuseFD) writev(iov [][]byte) (int, syscall.Errno) {

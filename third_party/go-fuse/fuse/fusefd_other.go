@@ -2,6 +2,11 @@
 
 package fuse
 
+import (
+	"errors"
+	"os"
+)
+
 // OSX and FreeBSD has races when multiple routines read
 // from the FUSE device: on unmount, sometime some reads
 // do not error-out, meaning that unmount will hang.
@@ -31,3 +36,9 @@ func (r *fuseFD) write(req *request) Status {
 	_, err := r.writevFD([][]byte{req.outHeaderBuf, req.outDataBuf, req.outPayload})
 	return ToStatus(err)
 }
+
+func pollClone(fd int) (*os.File, error) {
+	return nil, errors.New("not supported on this OS")
+}
+
+func pending(fd int) bool { return true }

@@ -33,8 +33,8 @@ type protocolServer struct {
 
 	opts *MountOptions
 
-	// Pools for []byte
-	buffers bufferPool
+	// Pools for []byte, shared by every server of the process
+	buffers *bufferPool
 
 	writevCopyOnce sync.Once
 
@@ -191,6 +191,7 @@ func NewProtocolServer(fs RawFileSystem, opts *MountOptions) *ProtocolServer {
 			retrieveTab: make(map[uint64]*retrieveCacheRequest),
 			opts:        &optsCopy,
 			useReadv:    true,
+			buffers:     &sharedBuffers,
 		},
 	}
 }

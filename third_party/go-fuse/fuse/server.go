@@ -54,12 +54,6 @@ type Server struct {
 	// maxReaders is the maximum number of goroutines reading requests
 	maxReaders int
 
-	// Pool for request structs.
-	reqPool sync.Pool
-
-	// Pool for raw requests data
-	readPool sync.Pool
-
 	singleReader bool
 	canSplice    bool
 	serving      atomic.Bool // for preventing duplicate Serve() calls
@@ -220,34 +214,17 @@ func NewServer(fs RawFileSystem, mountPoint string, opts *MountOptions) (*Server
 		maxReaders = maxMaxReaders
 	}
 
-	readBufSize, readBufBytes, _ := requestAccountingSizes(o.MaxWrite)
-
 	ms := &Server{
 		protocolServer: protocolServer{
 			fileSystem:  fs,
 			retrieveTab: make(map[uint64]*retrieveCacheRequest),
 			opts:        &o,
+			buffers:     &sharedBuffers,
 		},
 		opts:         &o,
 		maxReaders:   maxReaders,
 		singleReader: useSingleReader,
 		ready:        make(chan error, 1),
-	}
-	ms.reqPool.New = func() any {
-		return &requestAlloc{
-			request: request{
-				cancel: make(chan struct{}),
-			},
-		}
-	}
-	ms.readPool.New = func() any {
-		// O_DIRECT typically requires buffers aligned to
-		// blocksize (see man 2 open), but requirements vary
-		// across file systems. Presumably, we could also fix
-		// this by reading the requests using readv.
-		buf := make([]byte, readBufBytes)
-		buf = alignSlice(buf, unsafe.Sizeof(WriteIn{}), logicalBlockSize, uintptr(readBufSize))
-		return buf
 	}
 	mountPoint = filepath.Clean(mountPoint)
 	if !filepath.IsAbs(mountPoint) {
