@@ -31,8 +31,10 @@ package bench
 // slopes between the two highest levels, and a markdown table on stdout.
 //
 // BenchmarkScale/burst-1000: a fresh plugin, 1000 publishes with 50 in
-// flight: pub-p50-ms, pub-p99-ms, pub-max-ms, wall-ms (then unpublished
-// the same way: unpub-p50-ms, unpub-p99-ms).
+// flight: pub-p50-ms, pub-p99-ms, pub-max-ms, wall-ms, threads (the
+// plugin's OS threads right after: the runtime keeps every thread it made,
+// so this is the most the burst needed), then unpublished the same way:
+// unpub-p50-ms, unpub-p99-ms.
 //
 // Every volume is unpublished and every tmpfs unmounted at the end; the
 // cleanup detaches anything left under the temp roots.
@@ -192,6 +194,7 @@ func benchScaleBurst(b *testing.B, bin string) {
 		b.Fatal(err)
 	}
 	wall := time.Since(start)
+	threads := p.sample(b).threads
 	unpub, err := pool(len(reqs), func(i int) (time.Duration, error) { return p.unpublish(reqs[i]) })
 	if err != nil {
 		b.Fatal(err)
@@ -199,6 +202,7 @@ func benchScaleBurst(b *testing.B, bin string) {
 	pub.report(b, "pub-")
 	unpub.report(b, "unpub-")
 	b.ReportMetric(float64(wall)/1e6, "wall-ms")
+	b.ReportMetric(threads, "threads")
 	p.stop()
 }
 

@@ -52,6 +52,7 @@ func (fs *FS) serverOptions() *fuse.MountOptions {
 // descriptor, so that a keeper can hold it and a later process can take the
 // mount over (see Serve).
 func (fs *FS) Mount(dir string) error {
+	defer mountSlot()()
 	fd, err := syscall.Open("/dev/fuse", syscall.O_RDWR|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("mount %s: open /dev/fuse: %w", dir, err)
@@ -207,6 +208,7 @@ func (fs *FS) Unmount() error {
 	if dir == "" {
 		return nil
 	}
+	defer mountSlot()()
 	err := syscall.Unmount(dir, 0)
 	if errors.Is(err, syscall.EBUSY) {
 		err = syscall.Unmount(dir, syscall.MNT_DETACH)
