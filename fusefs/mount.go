@@ -32,9 +32,9 @@ func (fs *FS) serverOptions() *fuse.MountOptions {
 		EnableSymlinkCaching: true,
 		MaxWrite:             MaxWrite,
 		MaxBackground:        16,
-		// One request in flight per mount: one reader goroutine, thread
-		// and buffer each, instead of up to GOMAXPROCS+1. Every handler
-		// answers from memory without blocking, so nothing waits long.
+		// One request in flight per mount: one reader goroutine per
+		// mount instead of up to GOMAXPROCS+1. Every handler answers
+		// from memory without blocking, so nothing waits long.
 		MaxInflightRequestBytes: 1,
 		// Wait for requests through the netpoller (patched go-fuse, see
 		// third_party/go-fuse/PATCH.md): an idle mount pins no thread,
