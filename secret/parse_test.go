@@ -137,7 +137,7 @@ func TestParseNonStringValues(t *testing.T) {
 	}
 	for _, tc := range tests {
 		doc := fmt.Sprintf("kind: Secret\napiVersion: v1\nmetadata: {name: m}\n%s:\n  enabled: %s\n", tc.field, tc.value)
-		checkInvalid(t, parseOne(t, doc).Err, fmt.Sprintf(`%s key "enabled"`, tc.field), "not a string", `"default/m"`)
+		checkInvalid(t, parseOne(t, doc).Err, tc.field+".enabled: value", "string", `"default/m"`, "line 5")
 	}
 	// Quoted, the same values are plain strings.
 	p := parseOne(t, "kind: Secret\napiVersion: v1\nmetadata: {name: m}\nstringData: {a: \"yes\", b: \"0400\"}\n")

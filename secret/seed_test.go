@@ -260,7 +260,7 @@ func TestSeedPlaceholdersRejected(t *testing.T) {
 		{"dockercfg", seedDockercfg, `data key ".dockercfg": illegal base64`},
 		{"ssh", seedSSH, `data key "ssh-privatekey": illegal base64`},
 		{"tls", seedTLS, `data key "tls.crt": illegal base64`},
-		{"immutable", seedImmutable, `metadata`},
+		{"immutable", seedImmutable, `data: must be a map`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
