@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 func TestParseMultiDocument(t *testing.T) {
@@ -91,7 +93,7 @@ func TestParseJSON(t *testing.T) {
 	}
 	s := ps[0].Secret
 	if s.Ref() != "n/js" || !s.Immutable || s.ResourceVersion != "7" || s.Annotations["a"] != "b" ||
-		s.Type != TypeBasicAuth || string(s.Data["username"]) != "admin" {
+		s.Type != string(corev1.SecretTypeBasicAuth) || string(s.Data["username"]) != "admin" {
 		t.Errorf("got %+v", s)
 	}
 }
