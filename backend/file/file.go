@@ -22,6 +22,7 @@ type Backend struct {
 	dir string
 
 	parsed parsedFiles
+	warned warnings
 
 	mu   sync.Mutex
 	subs map[*sub]struct{}
