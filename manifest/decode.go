@@ -239,8 +239,14 @@ func scalar(n *yaml.Node) (js, reason string) {
 		return strconv.FormatBool(yaml11True[n.Value]), ""
 	}
 	switch tag {
-	case "!!str", "!", "!!timestamp":
-		// JSON has no timestamps: kubectl turns them into their text.
+	case "!!timestamp":
+		if explicit(n) {
+			return "", "values tagged !!timestamp are not supported"
+		}
+		// Text that only looks like a timestamp: kubectl keeps it as the
+		// string it is (JSON has no timestamps).
+		fallthrough
+	case "!!str", "!":
 		var b bytes.Buffer
 		writeString(&b, n.Value)
 		return b.String(), ""
