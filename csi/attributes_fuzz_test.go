@@ -1,8 +1,12 @@
 package csi
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/secretfs/secretfs/manifest/manifesttest"
 )
@@ -95,4 +99,44 @@ func FuzzParseAttributes(f *testing.F) {
 			t.Fatalf("error quotes a value of items: %v", err)
 		}
 	})
+}
+
+// TestPublishHostileQuiet: a hostile Secret manifest and hostile items
+// fail NodePublishVolume with a status naming the key path, and neither
+// the status nor the plugin's log holds the value.
+func TestPublishHostileQuiet(t *testing.T) {
+	p := startPlugin(t)
+	m := manifesttest.Marker
+	for i, tc := range []struct{ body, want string }{
+		{"data:\n  password: !!int " + m, "data.password: value tagged !!int"},
+		{"stringData:\n  password: !!binary " + m, "stringData.password: value tagged !!binary"},
+		{"data: !!binary\n  password: " + m, "data: must be an untagged map"},
+		{"stringData:\n  password: " + m + "\n  password: x", "stringData.password: duplicate key"},
+		{"stringData:\n  ~: " + m, "stringData: null key"},
+	} {
+		name := fmt.Sprintf("hostile-%d", i)
+		p.writeFile(name+".yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: "+name+", namespace: team}\n"+tc.body+"\n")
+		req, _ := p.inline(pod{ns: "team", name: name}, "v", map[string]string{attrSecretName: name}, nil)
+		err := p.publish(req)
+		wantCode(t, err, codes.FailedPrecondition)
+		if msg := status.Convert(err).Message(); !strings.Contains(msg, tc.want) || !strings.Contains(msg, name+".yaml: document 1") || strings.Contains(msg, m) {
+			t.Errorf("status %q: want %q, the file, and no value", msg, tc.want)
+		}
+	}
+	for _, tc := range hostileItems[:6] {
+		p.writeSecret("team", "s", map[string]string{"a": "x"})
+		req, _ := p.inline(pod{ns: "team", name: "items"}, "v", map[string]string{attrSecretName: "s", attrItems: strings.ReplaceAll(tc.items, "M", m)}, nil)
+		err := p.publish(req)
+		wantCode(t, err, codes.InvalidArgument)
+		if msg := status.Convert(err).Message(); !strings.Contains(msg, tc.want) || strings.Contains(msg, m) {
+			t.Errorf("status %q: want %q and no value", msg, tc.want)
+		}
+	}
+	// The request log shows the items attribute as sent (it is not a
+	// secret); what must never show is the manifests' values.
+	for _, line := range strings.Split(p.logs.String(), "\n") {
+		if strings.Contains(line, m) && !strings.Contains(line, attrItems) {
+			t.Errorf("log line holds a value: %s", line)
+		}
+	}
 }
