@@ -6,8 +6,10 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 )
@@ -129,8 +131,8 @@ func (w *warnings) report(left map[string]leftOut) {
 	if w.warned == nil {
 		w.warned = map[string]string{}
 	}
-	for f, lo := range left {
-		if w.warned[f] != lo.class {
+	for _, f := range slices.Sorted(maps.Keys(left)) {
+		if lo := left[f]; w.warned[f] != lo.class {
 			slog.Warn("file source: file left out", "file", f, "reason", lo.class, "detail", lo.detail)
 			w.warned[f] = lo.class
 		}
