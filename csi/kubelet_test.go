@@ -178,9 +178,21 @@ func TestNamespaces(t *testing.T) {
 	forged, _ := p.inline(pod{ns: "red", name: "forged"}, "db", map[string]string{"secretName": "db", "secretNamespace": "blue"}, nil)
 	forged.VolumeId = controllerID("x", nil)
 	wantCode(t, p.publish(forged), codes.InvalidArgument)
-	// A persistent volume (PV written by an admin) may name the namespace.
+	// kubelet's inline id stays ephemeral whatever the Pod's author
+	// writes: "ephemeral: false" reaches no other namespace, with or
+	// without pod info.
+	trick, ttrick := p.inline(pod{ns: "red", name: "trick"}, "db", map[string]string{"secretName": "db", "secretNamespace": "blue"}, nil)
+	trick.VolumeContext[ephemeralKey] = "false"
+	wantCode(t, p.publish(trick), codes.InvalidArgument)
+	wantAbsent(t, ttrick)
+	blindTrick, _ := p.inline(pod{ns: "red", name: "blind-trick", noPodInfo: true}, "db", map[string]string{"secretName": "db", "secretNamespace": "kube-system"}, nil)
+	blindTrick.VolumeContext[ephemeralKey] = "false"
+	wantCode(t, p.publish(blindTrick), codes.InvalidArgument)
+	// A persistent volume (PV written by an admin, its id the PV's
+	// volumeHandle) may name the namespace.
 	pv, tpv := p.inline(pod{ns: "red", name: "pv-user"}, "pv", map[string]string{"secretName": "db", "secretNamespace": "blue"}, nil)
 	pv.VolumeContext[ephemeralKey] = "false"
+	pv.VolumeId = "pv-blue-db"
 	p.mustPublish(pv)
 	wantFiles(t, tpv, map[string]string{"password": "blue-pw"})
 }
@@ -313,8 +325,11 @@ func TestVolumeStats(t *testing.T) {
 	if len(st.GetUsage()) == 0 || st.Usage[0].Total <= 0 {
 		t.Errorf("usage %v", st.GetUsage())
 	}
-	_, err = p.node.NodeGetVolumeStats(context.Background(), &csi.NodeGetVolumeStatsRequest{VolumeId: req.VolumeId, VolumePath: p.dir})
+	_, err = p.node.NodeGetVolumeStats(context.Background(), &csi.NodeGetVolumeStatsRequest{VolumeId: req.VolumeId, VolumePath: filepath.Join(p.dir, "pods")})
 	wantCode(t, err, codes.NotFound)
+	// The path guard applies: the mount root itself is no volume's path.
+	_, err = p.node.NodeGetVolumeStats(context.Background(), &csi.NodeGetVolumeStatsRequest{VolumeId: req.VolumeId, VolumePath: p.dir})
+	wantCode(t, err, codes.InvalidArgument)
 }
 
 // A dead FUSE mount at the target (its server gone: ENOTCONN) is cleaned
@@ -332,7 +347,7 @@ func TestDeadMount(t *testing.T) {
 
 	other := filepath.Join(p.dir, "pods", "old", "mount")
 	deadMount(t, other)
-	n, err := CleanupStale(p.dir, p.d.log, p.d.Serves)
+	n, err := p.d.CleanupStale()
 	if err != nil || n != 1 {
 		t.Errorf("CleanupStale = %d, %v; want 1", n, err)
 	}
@@ -351,7 +366,7 @@ func deadMount(t *testing.T, dir string) {
 	fd, err := syscall.Open("/dev/fuse", syscall.O_RDWR, 0)
 	must(t, err)
 	opts := "fd=" + itoa(fd) + ",rootmode=40000,user_id=0,group_id=0"
-	must(t, syscall.Mount(fsName, dir, "fuse."+fsName, syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV, opts))
+	must(t, syscall.Mount(mountSource, dir, fsType, syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV, opts))
 	syscall.Close(fd)
 	_, err = os.Stat(dir)
 	if !errors.Is(err, syscall.ENOTCONN) {
@@ -380,4 +395,12 @@ func mode(t *testing.T, path string) os.FileMode {
 	fi, err := os.Stat(path)
 	must(t, err)
 	return fi.Mode().Perm()
+}
+
+// wantAbsent says nothing is at path (a refused publish made nothing).
+func wantAbsent(t *testing.T, path string) {
+	t.Helper()
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s: %v, want nothing there", path, err)
+	}
 }
