@@ -244,10 +244,10 @@ func mountCount(t *testing.T, path string) int {
 func requireFUSE(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount FUSE")
+		t.Skip("SKIP (needs root: mount FUSE)")
 	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("needs /dev/fuse")
+		t.Skip("SKIP (needs root: /dev/fuse is missing)")
 	}
 }
 

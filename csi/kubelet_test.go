@@ -12,6 +12,8 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/secretfs/secretfs/sanity/mountns"
 )
 
 // The seed's example Pods (kubernetes.io "Secrets"), rewritten as CSI
@@ -291,6 +293,9 @@ func TestPublishUnavailable(t *testing.T) {
 }
 
 func TestUnpublish(t *testing.T) {
+	if !mountns.Enter(t) {
+		return
+	}
 	p := startPlugin(t)
 	p.writeSecret("default", "s", map[string]string{"k": "v"})
 	t.Run("unknown target", func(t *testing.T) {
@@ -335,6 +340,9 @@ func TestVolumeStats(t *testing.T) {
 // A dead FUSE mount at the target (its server gone: ENOTCONN) is cleaned
 // and mounted again; CleanupStale finds such mounts at start-up.
 func TestDeadMount(t *testing.T) {
+	if !mountns.Enter(t) {
+		return
+	}
 	p := startPlugin(t)
 	p.writeSecret("default", "s", map[string]string{"k": "v"})
 	req, target := p.inline(pod{ns: "default", name: "dead"}, "v", map[string]string{"secretName": "s"}, nil)
@@ -359,20 +367,8 @@ func TestDeadMount(t *testing.T) {
 	}
 }
 
-// deadMount leaves a secretfs FUSE mount at dir whose server is gone.
-func deadMount(t *testing.T, dir string) {
-	t.Helper()
-	must(t, os.MkdirAll(dir, 0o750))
-	fd, err := syscall.Open("/dev/fuse", syscall.O_RDWR, 0)
-	must(t, err)
-	opts := "fd=" + itoa(fd) + ",rootmode=40000,user_id=0,group_id=0"
-	must(t, syscall.Mount(mountSource, dir, fsType, syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV, opts))
-	syscall.Close(fd)
-	_, err = os.Stat(dir)
-	if !errors.Is(err, syscall.ENOTCONN) {
-		t.Fatalf("stat of the dead mount: %v, want ENOTCONN", err)
-	}
-}
+// deadMount leaves a mount of this plugin at dir whose server is gone.
+func deadMount(t *testing.T, dir string) { t.Helper(); deadMountAs(t, dir, mountSource) }
 
 func itoa(n int) string {
 	if n == 0 {

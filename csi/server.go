@@ -181,15 +181,23 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 		metrics.Unpublishes.WithLabelValues(code.String()).Inc()
 	}
 	if err != nil {
-		log.Warn("gRPC call failed", "code", code.String(), "err", status.Convert(err).Message(), "seconds", elapsed.Seconds())
+		msg := status.Convert(err).Message()
+		if len(msg) > maxLoggedError {
+			msg = cut(msg, maxLoggedError)
+		}
+		log.Warn("gRPC call failed", "code", code.String(), "err", msg, "seconds", elapsed.Seconds())
 	} else {
 		log.Log(ctx, level, "gRPC call done", "seconds", elapsed.Seconds())
 	}
 	return resp, err
 }
 
-// maxLoggedValue bounds each string (and map key) the request log shows.
-const maxLoggedValue = 256
+// maxLoggedValue bounds each string (and map key) the request log
+// shows, maxLoggedError the message of a failed call.
+const (
+	maxLoggedValue = 256
+	maxLoggedError = 1024
+)
 
 // sanitize renders a request for the log: protosanitizer drops the fields
 // CSI marks secret (`secrets`); the pod's service account token travels
@@ -258,7 +266,7 @@ func shortenMap(mp protoreflect.Map, vd protoreflect.FieldDescriptor) {
 			}
 			if len(ks) > maxLoggedValue {
 				mp.Clear(e.k)
-				e.k = protoreflect.ValueOfString(cut(ks)).MapKey()
+				e.k = protoreflect.ValueOfString(cut(ks, maxLoggedValue)).MapKey()
 			}
 		}
 		if nv, ok := shortValue(v, vd); ok {
@@ -274,7 +282,7 @@ func shortValue(v protoreflect.Value, fd protoreflect.FieldDescriptor) (protoref
 	switch fd.Kind() {
 	case protoreflect.StringKind:
 		if s := v.String(); len(s) > maxLoggedValue {
-			return protoreflect.ValueOfString(cut(s)), true
+			return protoreflect.ValueOfString(cut(s, maxLoggedValue)), true
 		}
 	case protoreflect.BytesKind:
 		if b := v.Bytes(); len(b) > maxLoggedValue {
@@ -286,10 +294,10 @@ func shortValue(v protoreflect.Value, fd protoreflect.FieldDescriptor) (protoref
 	return v, false
 }
 
-// cut keeps the first maxLoggedValue bytes, backing off to a rune
-// boundary (a proto string must stay UTF-8), and says how long s was.
-func cut(s string) string {
-	n := maxLoggedValue
+// cut keeps the first max bytes of s, backing off to a rune boundary (a
+// proto string must stay UTF-8), and says how long s was.
+func cut(s string, max int) string {
+	n := max
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
