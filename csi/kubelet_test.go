@@ -332,9 +332,11 @@ func TestVolumeStats(t *testing.T) {
 	}
 	_, err = p.node.NodeGetVolumeStats(context.Background(), &csi.NodeGetVolumeStatsRequest{VolumeId: req.VolumeId, VolumePath: filepath.Join(p.dir, "pods")})
 	wantCode(t, err, codes.NotFound)
-	// The path guard applies: the mount root itself is no volume's path.
-	_, err = p.node.NodeGetVolumeStats(context.Background(), &csi.NodeGetVolumeStatsRequest{VolumeId: req.VolumeId, VolumePath: p.dir})
-	wantCode(t, err, codes.InvalidArgument)
+	// A path the guard refuses holds no volume: NotFound, nothing read.
+	for _, path := range []string{p.dir, "some/path", target + "/..data", target + "/../mount"} {
+		_, err = p.node.NodeGetVolumeStats(context.Background(), &csi.NodeGetVolumeStatsRequest{VolumeId: req.VolumeId, VolumePath: path})
+		wantCode(t, err, codes.NotFound)
+	}
 }
 
 // A dead FUSE mount at the target (its server gone: ENOTCONN) is cleaned

@@ -97,9 +97,14 @@ func (d *Driver) NodeGetVolumeStats(_ context.Context, req *csi.NodeGetVolumeSta
 	if err := checkVolumeID(req.GetVolumeId()); err != nil {
 		return nil, err
 	}
-	p, err := d.checkPath("volume_path", req.GetVolumePath())
+	if req.GetVolumePath() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_path is required")
+	}
+	// Every published volume passed the guard, so a path it refuses holds
+	// none: NotFound, as CSI wants for a path without the volume.
+	p, err := d.guard.Check(req.GetVolumePath())
 	if err != nil {
-		return nil, err
+		return nil, status.Errorf(codes.NotFound, "volume_path: %v: no volume is published there", err)
 	}
 	path := p.Name
 	mt := d.mounts.get(path)
