@@ -65,11 +65,13 @@ func refuse(path, format string, args ...any) error {
 	return &Error{Path: path, Reason: fmt.Sprintf(format, args...)}
 }
 
-// Check applies the rules of the package comment in order, the cheap
-// lexical ones first, and touches nothing: it only reads the mount table
-// and lstats elements. A missing last element (or a missing folder on the
-// way) is fine: publish creates the target. A dead mount at the last
-// element (ENOTCONN) is fine too: the caller decides whether it is its own.
+// Check applies the rules of the package comment, the cheap lexical ones
+// first, and touches nothing: it lstats elements, statfs's a folder and
+// reads the mount table only when that folder is on FUSE. A missing last
+// element (or a missing folder on the way) is fine: publish creates the
+// target. A dead mount at the last element (ENOTCONN) is fine too: the
+// caller decides whether it is its own. A path both inside a mount and
+// through a link is refused as inside (the clearer reason).
 func (g *Guard) Check(path string) (Path, error) {
 	switch {
 	case path == "":
@@ -91,44 +93,51 @@ func (g *Guard) Check(path string) (Path, error) {
 	} else {
 		return Path{}, refuse(path, "is not below the mount root %q", g.root)
 	}
-	if mp, err := g.inside(p.Real); err != nil {
+	dir, linkErr := g.walk(p)
+	if mp, err := g.inside(p, dir); err != nil {
 		return Path{}, refuse(path, "cannot be checked: %v", err)
 	} else if mp != "" {
 		return Path{}, refuse(path, "lies inside the %s mount at %q", g.fsType, mp)
 	}
-	if err := g.noLinks(p); err != nil {
-		return Path{}, err
+	if linkErr != nil {
+		return Path{}, linkErr
 	}
 	return p, nil
 }
 
-// noLinks lstats each element below the root. It runs after inside, so it
-// never walks into one of our own mounts.
-func (g *Guard) noLinks(p Path) error {
+// walk lstats each element below the root and returns the deepest folder
+// on the way that exists (the last element aside: it is the target), for
+// inside to look at, and the refusal of a link or of an element that
+// cannot be checked. lstat never follows the last link of a path, so
+// checking every prefix in turn follows none.
+func (g *Guard) walk(p Path) (dir string, err error) {
 	base := g.root
-	rest, _ := strings.CutPrefix(p.Name, base+"/")
-	if rest == p.Name {
+	rest, ok := strings.CutPrefix(p.Name, base+"/")
+	if !ok {
 		base = g.real
 		rest, _ = strings.CutPrefix(p.Name, base+"/")
 	}
 	elems := strings.Split(rest, "/")
-	cur := base
+	dir, cur := base, base
 	for i, e := range elems {
 		cur += "/" + e
 		last := i == len(elems)-1
 		fi, err := os.Lstat(cur)
 		switch {
 		case errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR):
-			return nil // nothing there: no link either
+			return dir, nil // nothing there: no link either
 		case errors.Is(err, syscall.ENOTCONN) && last:
-			return nil // a dead mount at the target: the caller's call
+			return dir, nil // a dead mount at the target: the caller's call
 		case err != nil:
-			return refuse(p.Name, "cannot be checked at %q: %v", cur, errnoOf(err))
+			return dir, refuse(p.Name, "cannot be checked at %q: %v", cur, errnoOf(err))
 		case fi.Mode()&os.ModeSymlink != 0:
-			return refuse(p.Name, "has a symbolic link at %q", cur)
+			return dir, refuse(p.Name, "has a symbolic link at %q", cur)
+		}
+		if !last && fi.IsDir() {
+			dir = cur
 		}
 	}
-	return nil
+	return dir, nil
 }
 
 // errnoOf keeps only the errno of a filesystem error (its path is the
