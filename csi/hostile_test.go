@@ -183,6 +183,19 @@ func TestHostileTargets(t *testing.T) {
 		wantFiles(t, live, map[string]string{"k": "v"})
 	})
 
+	t.Run("unpublish a live volume under another id", func(t *testing.T) {
+		keep := snap(t, live)
+		must(t, p.unpublishAt("csi-"+strings.Repeat("0", 64), live))
+		keep.same(t)
+		wantFiles(t, live, map[string]string{"k": "v"})
+	})
+	t.Run("unpublish below a file", func(t *testing.T) {
+		file := filepath.Join(pods, "plainfile")
+		must(t, os.WriteFile(file, []byte("keep me"), 0o600))
+		keep := snap(t, file)
+		must(t, p.unpublishAt("csi-x", file+"/mount"))
+		keep.same(t)
+	})
 	t.Run("unpublish foreign tmpfs", func(t *testing.T) {
 		dir := filepath.Join(pods, "tmpfs", "mount")
 		mountTmpfs(t, dir)

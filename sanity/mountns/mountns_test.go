@@ -2,6 +2,7 @@ package mountns_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -54,4 +55,20 @@ func isMountPoint(t *testing.T, dir string) bool {
 		}
 	}
 	return false
+}
+
+// Require stops a test that runs in the host's namespace before its
+// hostile part: run the probe below as a plain child, without Enter.
+func TestRequireRefusesOnHost(t *testing.T) {
+	if os.Getenv("MOUNTNS_REQUIRE_PROBE") == "1" {
+		mountns.Require(t)
+		t.Log("REACHED the hostile part")
+		return
+	}
+	cmd := exec.Command("/proc/self/exe", "-test.run=^TestRequireRefusesOnHost$", "-test.v")
+	cmd.Env = append(os.Environ(), "MOUNTNS_REQUIRE_PROBE=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "refusing to run a hostile case") || strings.Contains(string(out), "REACHED") {
+		t.Errorf("Require in the host namespace: %v\n%s", err, out)
+	}
 }
