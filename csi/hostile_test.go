@@ -251,6 +251,9 @@ func TestHostileTargets(t *testing.T) {
 		must(t, os.MkdirAll(filepath.Dir(dir), 0o750))
 		req := p.hostileReq("stacked", dir)
 		p.mustPublish(req)
+		if mt := p.d.mounts.get(dir); mt == nil || mt.mntID == 0 {
+			t.Fatalf("the publish noted no mount id: %+v", mt)
+		}
 		mountTmpfs(t, dir)
 		keep := snap(t, dir)
 		wantRefused(t, p.unpublishAt(req.VolumeId, dir), codes.FailedPrecondition, dir, keep)

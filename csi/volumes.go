@@ -70,6 +70,7 @@ func (d *Driver) publish(ctx context.Context, r publishRequest) error {
 		}
 		return mountError(err)
 	}
+	mt.mntID, _ = r.path.MountID()
 	d.mounts.put(r.target, mt)
 	d.log.Info("volume published", "volume", r.volumeID, "target", r.target, "secret", r.attrs.Spec.Ref(),
 		"static", r.attrs.Static, "strategy", string(r.attrs.Strategy), "pod", r.attrs.Pod.Namespace+"/"+r.attrs.Pod.Name)
@@ -166,14 +167,8 @@ func (d *Driver) unpublish(ctx context.Context, volumeID string, p targetpath.Pa
 		d.log.Warn("unpublish of a volume that is not at the target", "volume", volumeID, "target", target, "mounted", mt.volumeID)
 		return nil
 	}
-	// umount(2) takes the topmost mount: one stacked over ours since is
-	// someone else's.
-	mi, err := p.Mount()
-	if err != nil {
-		return status.Errorf(codes.Internal, "check target %s: %v", target, err)
-	}
-	if mi != nil && mi.FSType != fsType {
-		return status.Errorf(codes.FailedPrecondition, "target %s: a %q mount lies over the volume; left as it is", target, mi.FSType)
+	if err := mt.onTop(p); err != nil {
+		return err
 	}
 	if err := mt.vol.Unmount(); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
@@ -183,6 +178,23 @@ func (d *Driver) unpublish(ctx context.Context, volumeID string, p targetpath.Pa
 		return err
 	}
 	d.log.Info("volume unpublished", "volume", volumeID, "target", target)
+	return nil
+}
+
+// onTop checks that the topmost mount at p is the volume's: umount(2)
+// takes the topmost, and one stacked over ours since is someone else's.
+// The mount id noted at publish answers without reading the mount table.
+func (mt *mount) onTop(p targetpath.Path) error {
+	if id, err := p.MountID(); err == nil && id != 0 && id == mt.mntID {
+		return nil
+	}
+	mi, err := p.Mount()
+	if err != nil {
+		return status.Errorf(codes.Internal, "check target %s: %v", p.Name, err)
+	}
+	if mi != nil && mi.FSType != fsType {
+		return status.Errorf(codes.FailedPrecondition, "target %s: a %q mount lies over the volume; left as it is", p.Name, mi.FSType)
+	}
 	return nil
 }
 

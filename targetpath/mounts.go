@@ -59,6 +59,21 @@ func (p Path) Mount() (*mountinfo.Info, error) {
 	return infos[len(infos)-1], nil
 }
 
+// MountID is the id of the topmost mount p is on (mountinfo's first
+// field), 0 if the kernel does not say. A caller that noted the id of
+// the mount it made can tell later, without reading the mount table,
+// whether that mount is still the one at p.
+func (p Path) MountID() (uint64, error) {
+	var stx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, p.Name, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &stx); err != nil {
+		return 0, err
+	}
+	if stx.Mask&unix.STATX_MNT_ID == 0 {
+		return 0, nil
+	}
+	return stx.Mnt_id, nil
+}
+
 // Mounts lists the mounts of fsType strictly below the root, by their
 // mountinfo name (for the scan of stale mounts at start).
 func (g *Guard) Mounts(fsType string) ([]*mountinfo.Info, error) {
