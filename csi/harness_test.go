@@ -24,6 +24,7 @@ import (
 
 	"github.com/secretfs/secretfs/backend/file"
 	"github.com/secretfs/secretfs/cache"
+	"github.com/secretfs/secretfs/sanity/needroot"
 )
 
 // plugin is one driver served on a real unix socket, reading a real file
@@ -243,12 +244,7 @@ func mountCount(t *testing.T, path string) int {
 
 func requireFUSE(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP (needs root: mount FUSE)")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("SKIP (needs root: /dev/fuse is missing)")
-	}
+	needroot.FUSE(t, "CSI publishes mount FUSE")
 }
 
 func must(t *testing.T, err error) {
