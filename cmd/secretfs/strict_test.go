@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/secretfs/secretfs/sanity/needroot"
 )
 
 // leak stands for a secret value: it must reach no output.
@@ -83,11 +85,20 @@ func TestHostileManifestsQuiet(t *testing.T) {
 			source := "file:" + src
 			runBad(t, src, tc.want, "env", "--source", source, "--secret", "m")
 			runBad(t, src, tc.want, "exec", "--source", source, "--secret", "m", "--", "true")
-			if os.Geteuid() != 0 {
-				t.Log("SKIP (needs root: FUSE mount) the mount case")
-				return
+		})
+	}
+}
+
+func TestHostileManifestsMountQuiet(t *testing.T) {
+	needroot.FUSE(t, "secretfs mount")
+	for _, tc := range hostileSecrets {
+		t.Run(tc.name, func(t *testing.T) {
+			src := hostileFolder(t, tc.body)
+			mnt := filepath.Join(t.TempDir(), "mnt")
+			runBad(t, src, tc.want, "mount", "--source", "file:"+src, "--secret", "m", mnt)
+			if _, err := os.Lstat(filepath.Join(mnt, "..data")); err == nil {
+				t.Errorf("a volume shows at %s after a refused mount", mnt)
 			}
-			runBad(t, src, tc.want, "mount", "--source", source, "--secret", "m", filepath.Join(t.TempDir(), "mnt"))
 		})
 	}
 }
@@ -96,9 +107,7 @@ func TestHostileManifestsQuiet(t *testing.T) {
 // named like manifests do not stop the mount, are each named once on
 // stderr, and are never read: the process stays small.
 func TestSpecialFilesBesideSecret(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP (needs root: FUSE mount)")
-	}
+	needroot.FUSE(t, "secretfs mount")
 	src := t.TempDir()
 	writeManifest(t, filepath.Join(src, "s.yaml"), secretYAML("app", "a", "1"))
 	if err := syscall.Mkfifo(filepath.Join(src, "fifo.yaml"), 0o600); err != nil {
