@@ -17,7 +17,7 @@ import (
 // laughs") cannot make a small text expand without end.
 const (
 	maxDepth  = 1000     // nested maps and lists
-	maxNodes  = 1 << 22  // nodes visited, aliases expanded
+	maxNodes  = 1 << 20  // nodes visited, aliases expanded
 	maxOutput = 64 << 20 // bytes of JSON produced
 )
 
@@ -29,11 +29,14 @@ type Options struct {
 	StringMaps []string
 }
 
-// Documents parses a YAML stream (JSON is YAML too) into the root node of
-// each document; an empty document is a nil entry, so that the index of a
+// Documents parses a YAML stream, or a stream of JSON values, into the root
+// node of each document; an empty document is a nil entry, so that the index of a
 // root is its document number minus one. A stream that does not parse is a
 // *SyntaxError.
 func Documents(data []byte) ([]*yaml.Node, error) {
+	if docs, ok := jsonDocuments(data); ok {
+		return docs, nil
+	}
 	var docs []*yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {

@@ -118,3 +118,29 @@ func TestStringMaps(t *testing.T) {
 		}
 	}
 }
+
+// JSON is read as JSON, as kubectl reads a file that starts with "{":
+// escapes YAML refuses work, duplicates are still refused, lines are kept.
+func TestJSON(t *testing.T) {
+	js, err := YAMLToJSON([]byte("\ufeff {\"a\": \"x\\/y\", \"b\": [1, 2.5, true, null, 18446744073709551615]}"), Options{})
+	if err != nil || string(js) != `{"a":"x/y","b":[1,2.5,true,null,18446744073709551615]}` {
+		t.Fatalf("got %s, %v", js, err)
+	}
+	_, err = YAMLToJSON([]byte("{\n\"a\": 1,\n\"a\": \"\\/\"\n}"), Options{})
+	if err == nil || err.Error() != "a: duplicate key (also at line 2) (line 3)" {
+		t.Fatalf("duplicate: %v", err)
+	}
+	_, err = YAMLToJSON([]byte(`{"data": {"k": 5}}`), Options{StringMaps: []string{"data"}})
+	if err == nil || !strings.Contains(err.Error(), "data.k: value is not a string") {
+		t.Fatalf("number in data: %v", err)
+	}
+	docs, err := Documents([]byte(`{"a": 1} {"b": "\/"} null [1]`))
+	if err != nil || len(docs) != 4 || docs[2] != nil {
+		t.Fatalf("a stream of JSON values: %v, %v", docs, err)
+	}
+	// Not JSON after all (a YAML flow map): read as YAML.
+	js, err = YAMLToJSON([]byte("{a: yes, b: 0400}"), Options{})
+	if err != nil || string(js) != `{"a":true,"b":256}` {
+		t.Fatalf("YAML flow map: %s, %v", js, err)
+	}
+}

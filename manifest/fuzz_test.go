@@ -17,7 +17,7 @@ func FuzzYAMLToJSON(f *testing.F) {
 	for _, s := range []string{
 		"a: !!int M", "a: !!binary M", "data: {a: !!float M}", "data: !!set {M: x}", "a: M\na: x",
 		"? [M]\n: x", "~: M", "a: &x [*x, M]", "- {key: a, mode: 0400, path: M}", "{\"a\": \"M\", \"a\": 1}",
-		"a: \"M", "a: 1\n---\nb: M", "data: {a: yes, b: M}", "a: !!timestamp M", "a: .nan # M",
+		"a: \"M", "a: 1\n---\nb: M", `{"a": "\/M", "a": 1}`, `{"data": {"k": 5, "M": true}}`, `[1, {"x": "M"}] {"y": null}`, "data: {a: yes, b: M}", "a: !!timestamp M", "a: .nan # M",
 	} {
 		f.Add(strings.ReplaceAll(s, "M", m))
 	}

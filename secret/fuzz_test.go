@@ -23,6 +23,8 @@ func FuzzParseManifests(f *testing.F) {
 	f.Add([]byte("kind: Secret\nmetadata: {name: m}\ndata: {a: " + m + "}\n")) // not base64
 	f.Add([]byte("kind: Secret\nmetadata: {name: m}\ntype: kubernetes.io/dockercfg\nstringData: {.dockercfg: '{\"" + m + "'}\n"))
 	f.Add([]byte("kind: Secret\nmetadata: {name: m}\nstringData: {a: \"" + m + "\n"))
+	f.Add([]byte(`{"kind": "Secret", "metadata": {"name": "m"}, "stringData": {"a": "\/` + m + `", "b": 5}}`))
+	f.Add([]byte(`[{"kind": "Secret"}] {"kind": "SecretList", "items": [{"metadata": {"name": "m"}, "data": {"a": "` + m + `"}}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ps, err := ParseManifests(data, "f.yaml")
 		if !bytes.Contains(data, []byte(m)) || manifesttest.Named(data, m, "kind", "apiVersion", "name", "namespace", "type") {

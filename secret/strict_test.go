@@ -151,3 +151,20 @@ func TestStrictKeepsKubectlReadings(t *testing.T) {
 		t.Errorf("immutable %v annotations %v", s.Immutable, s.Annotations)
 	}
 }
+
+// A JSON manifest is read as JSON (kubectl does), so an escaped "/" works;
+// it is held to the same rules.
+func TestStrictJSONManifests(t *testing.T) {
+	doc := `{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "j"}, "stringData": {"url": "https:\/\/example.com"}}
+{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "d"}, "stringData": {"a": "` + marker + `", "a": "x"}}`
+	ps, err := ParseManifests([]byte(doc), "j.json")
+	if err != nil || len(ps) != 2 {
+		t.Fatalf("got %+v, %v", ps, err)
+	}
+	if ps[0].Secret == nil || string(ps[0].Secret.Data["url"]) != "https://example.com" {
+		t.Errorf("j: %+v", ps[0])
+	}
+	if ps[1].Err == nil || !strings.Contains(ps[1].Err.Error(), "j.json: document 2): stringData.a: duplicate key") || strings.Contains(ps[1].Err.Error(), marker) {
+		t.Errorf("d: %v", ps[1].Err)
+	}
+}

@@ -4,13 +4,12 @@
 package manifesttest
 
 import (
-	"bytes"
-	"errors"
-	"io"
 	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/secretfs/secretfs/manifest"
 )
 
 // Marker is the value fuzz tests plant: long and random, so that it is in
@@ -23,18 +22,9 @@ const Marker = "Zq7xK9mW2vRt4pLs8nBdQ3"
 // names they are. A text that does not parse names nothing: a syntax error
 // shows only a line.
 func Named(text []byte, marker string, fields ...string) bool {
-	dec := yaml.NewDecoder(bytes.NewReader(text))
-	var docs []*yaml.Node
-	for {
-		var n yaml.Node
-		err := dec.Decode(&n)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return false
-		}
-		docs = append(docs, &n)
+	docs, err := manifest.Documents(text)
+	if err != nil {
+		return false
 	}
 	for _, d := range docs {
 		if named(d, marker, fields, map[*yaml.Node]bool{}) {
