@@ -241,9 +241,9 @@ func parseSecret(obj map[string]json.RawMessage, origin string) Parsed {
 }
 
 // stringMap decodes data or stringData: a map whose values are strings
-// (null counts as empty, as the API server reads it). A value of another
-// type is an error naming its key: YAML reads yes/no/on/off and numbers as
-// non-strings, which kubectl rejects too.
+// (null counts as empty, as the API server reads it). The strict walk
+// (strict.StringMaps) has refused anything else already, naming the key
+// path and line; the checks here only keep this function whole alone.
 func stringMap(raw json.RawMessage, field string) (map[string]string, *fieldError) {
 	if len(raw) == 0 || isNull(raw) {
 		return nil, nil
@@ -260,8 +260,7 @@ func stringMap(raw json.RawMessage, field string) (map[string]string, *fieldErro
 		}
 		v, ok := str(m[k])
 		if !ok {
-			return nil, &fieldError{fmt.Sprintf("%s key %q", field, k),
-				"value is not a string (quote it: YAML reads numbers, yes/no, on/off and true/false as non-strings)"}
+			return nil, &fieldError{fmt.Sprintf("%s key %q", field, k), "value is not a string"}
 		}
 		out[k] = v
 	}
