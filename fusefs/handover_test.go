@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/secretfs/secretfs/sanity/needroot"
 )
 
 const envHandoverChild = "SECRETFS_FUSEFS_HANDOVER_CHILD" // the mount folder
@@ -32,9 +34,7 @@ func TestKeptFDStaysBlocking(t *testing.T) {
 		handoverChild(dir)
 		return
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP (needs root: FUSE mounts)")
-	}
+	needroot.FUSE(t, "FUSE mount handed over")
 	dir := t.TempDir()
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/secretfs/secretfs/sanity/needroot"
 )
 
 // threads is this process's OS thread count (/proc/self/status Threads).
@@ -53,9 +55,7 @@ func rawRead(t *testing.T, path string) string {
 // the process below 32 OS threads. Each server waits for the kernel in
 // the netpoller; with a blocking read(2) per mount this is over 200.
 func TestThreadsDoNotGrowWithMounts(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP (needs root: FUSE mounts)")
-	}
+	needroot.FUSE(t, "200 FUSE mounts")
 	const mounts = 200
 	before := threads(t)
 	dirs := make([]string, mounts)
