@@ -1,10 +1,12 @@
 package csi
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/cache"
 )
 
@@ -150,17 +152,21 @@ func TestParseAttributes(t *testing.T) {
 	}
 }
 
-func TestPodToken(t *testing.T) {
-	tok, err := podToken(`{"other":{"token":"o"},"":{"token":"api","expirationTimestamp":"2030-01-01T00:00:00Z"}}`)
-	if err != nil || tok != "api" {
-		t.Errorf("%q %v", tok, err)
+func TestPodIdentity(t *testing.T) {
+	id, err := podIdentity(`{"other":{"token":"o"},"":{"token":"api","expirationTimestamp":"2030-01-01T00:00:00Z"}}`, "app", "web")
+	exp := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	want := backend.Identity{Namespace: "app", ServiceAccount: "web", Tokens: []backend.Token{{Value: "api", Expiry: exp}, {Value: "o"}}}
+	if err != nil || !reflect.DeepEqual(id, want) {
+		t.Errorf("%+v %v", id, err)
 	}
-	tok, err = podToken(`{"b":{"token":"tb"},"a":{"token":"ta"}}`)
-	if err != nil || tok != "ta" {
-		t.Errorf("%q %v", tok, err)
+	if _, err := podIdentity(`{"":{"token":"x","expirationTimestamp":"soon"}}`, "app", "web"); err == nil || strings.Contains(err.Error(), `"x"`) {
+		t.Errorf("bad expiry: %v", err)
 	}
-	if _, err := podToken(`{"":"sekrit-token"}`); err == nil || strings.Contains(err.Error(), "sekrit") {
+	if _, err := podIdentity(`{"":"sekrit-token"}`, "app", "web"); err == nil || strings.Contains(err.Error(), "sekrit") {
 		t.Errorf("bad JSON: %v", err)
+	}
+	if _, err := podIdentity(`{"":{"token":""}}`, "app", "web"); err == nil {
+		t.Error("no token: no error")
 	}
 }
 

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/secretfs/secretfs/backend"
 )
 
 // NodePublishVolume validates the whole request before looking anything
@@ -41,7 +44,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if a.Static {
 		r.secrets = secrets
 	} else if d.cfg.PodTokens && tokens != "" {
-		if r.token, err = podToken(tokens); err != nil {
+		if r.id, err = podIdentity(tokens, a.Pod.Namespace, a.Pod.ServiceAccount); err != nil {
 			return nil, invalidArg(err)
 		}
 	}
@@ -113,24 +116,37 @@ func checkVolumeAndPath(id, path, field string) (string, error) {
 	return filepath.Clean(path), nil
 }
 
-// podToken picks the pod's token from serviceAccount.tokens
-// ({"<audience>": {"token": …, "expirationTimestamp": …}}): the one for
-// audience "" (the API server's), else the first by audience. The error
-// never quotes the text: it holds credentials.
-func podToken(raw string) (string, error) {
+// podIdentity reads serviceAccount.tokens ({"<audience>": {"token": …,
+// "expirationTimestamp": …}}): every token with its expiry, for the cache
+// entry of the pod's service account to read with whichever is accepted
+// (a token for another audience is refused and dropped). The error never
+// quotes the text: it holds credentials.
+func podIdentity(raw, namespace, serviceAccount string) (backend.Identity, error) {
 	var toks map[string]struct {
-		Token string `json:"token"`
+		Token      string `json:"token"`
+		Expiration string `json:"expirationTimestamp"`
 	}
 	if err := json.Unmarshal([]byte(raw), &toks); err != nil {
-		return "", fmt.Errorf("volume attribute %s: not a JSON map of audience to {token}", tokensKey)
+		return backend.Identity{}, fmt.Errorf("volume attribute %s: not a JSON map of audience to {token, expirationTimestamp}", tokensKey)
 	}
-	if t, ok := toks[""]; ok && t.Token != "" {
-		return t.Token, nil
-	}
+	id := backend.Identity{Namespace: namespace, ServiceAccount: serviceAccount}
 	for _, aud := range sortedKeys(toks) {
-		if t := toks[aud].Token; t != "" {
-			return t, nil
+		t := toks[aud]
+		if t.Token == "" {
+			continue
 		}
+		tok := backend.Token{Value: t.Token}
+		if t.Expiration != "" {
+			exp, err := time.Parse(time.RFC3339, t.Expiration)
+			if err != nil {
+				return backend.Identity{}, fmt.Errorf("volume attribute %s: expirationTimestamp of audience %q is not RFC 3339", tokensKey, aud)
+			}
+			tok.Expiry = exp
+		}
+		id.Tokens = append(id.Tokens, tok)
 	}
-	return "", fmt.Errorf("volume attribute %s: no token in it", tokensKey)
+	if len(id.Tokens) == 0 {
+		return backend.Identity{}, fmt.Errorf("volume attribute %s: no token in it", tokensKey)
+	}
+	return id, nil
 }
