@@ -90,13 +90,35 @@ func (e *entry) drop(token, why string) {
 
 // pick returns the token to read with: the unexpired one that expires
 // last ("" for the backend's own credentials). With none left, the entry
-// is denied and the error says so.
+// is denied and the error says so. Tokens refused before the entry's last
+// success get one more try when nothing else is left: a Role deleted and
+// granted again refused every token of the account, not just those.
 func (e *entry) pick() (string, error) {
 	if e.key.scope == "" {
 		return "", nil
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	for retry := e.refusal == nil; ; retry = false {
+		if best := e.best(); best != nil {
+			return best.Value, nil
+		}
+		if !retry {
+			return "", e.deny()
+		}
+		for _, cs := range e.tokens {
+			for _, c := range cs {
+				if c.dropped == "refused" {
+					c.dropped = ""
+				}
+			}
+		}
+	}
+}
+
+// best is the usable token that expires last, dropping expired ones.
+// Under e.mu.
+func (e *entry) best() *cred {
 	now := time.Now()
 	var best *cred
 	for _, cs := range e.tokens {
@@ -110,10 +132,7 @@ func (e *entry) pick() (string, error) {
 			}
 		}
 	}
-	if best != nil {
-		return best.Value, nil
-	}
-	return "", e.deny()
+	return best
 }
 
 // who names the entry's identity for logs and errors.
