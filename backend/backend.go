@@ -28,6 +28,12 @@ type Ref struct {
 	// Token, when set, is a bearer token to read with (a pod's service
 	// account token); empty means the backend's own credentials.
 	Token string
+	// Rewatch, when set, gives the token for each further request of a
+	// Watch after its first list and watch (a watch resumed after its
+	// timeout, a relist): the caller's freshest token then, so a long
+	// Watch never outlives the tokens it was lent. ok false: none is
+	// left, and Watch ends with an error wrapping ErrForbidden.
+	Rewatch func() (token string, ok bool)
 }
 
 func (r Ref) String() string { return r.Namespace + "/" + r.Name }

@@ -40,12 +40,12 @@ type entry struct {
 	bo        wait.Backoff // retry delays, shared by the watch and polls
 
 	// identity.go: the tokens of the live volumes and which are refused.
-	tokens  map[*Subscription][]*cred
-	denied  bool          // no token accepted: new subscribers get the refusal
-	stale   bool          // nothing reads now (denied, or the watch waits for a token)
-	rekey   chan struct{} // a volume brought or took tokens (capacity 1)
-	watchOn *watchUse     // the token the running watch uses
-	refusal error         // the last refusal, for the denial's message
+	tokens     map[*Subscription][]*cred
+	denied     bool          // no token accepted: new subscribers get the refusal
+	stale      bool          // nothing reads now (denied, or the watch waits for a token)
+	rekey      chan struct{} // a volume brought or took tokens (capacity 1)
+	watchToken string        // the token the running watch's last request sent
+	refusal    error         // the last refusal, for the denial's message
 }
 
 // call is one backend Get that concurrent readers share.

@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -28,15 +27,6 @@ type cred struct {
 	dropped string
 }
 
-// watchUse is the token the running watch reads with; left is set when
-// that token is no longer any volume's, so the watch restarts with the
-// freshest one (bound tokens die with their Pod).
-type watchUse struct {
-	token  string
-	cancel context.CancelFunc
-	left   bool
-}
-
 // setTokens replaces s's tokens with toks (none: s leaves). Tokens
 // brought by a publish are tried afresh even if the entry dropped the same
 // token before: RBAC may have changed since (a Role granted after the Pod
@@ -58,10 +48,6 @@ func (e *entry) setTokens(s *Subscription, toks []backend.Token) {
 	select {
 	case e.rekey <- struct{}{}: // a watch waiting for a token tries again
 	default:
-	}
-	if w := e.watchOn; w != nil && w.token != "" && !e.holds(w.token) {
-		w.left = true
-		w.cancel()
 	}
 }
 
@@ -144,15 +130,16 @@ func (e *entry) who() string {
 }
 
 // refuse drops a token the backend refused; it returns whether another
-// token may be tried (never for the backend's own credentials).
+// token may be tried (never for the backend's own credentials). A token
+// no volume holds any more (its Pod is gone) is dropped quietly.
 func (e *entry) refuse(token string, err error) bool {
 	if token == "" {
 		return false
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.refusal = err
 	if e.holds(token) {
+		e.refusal = err
 		metrics.AuthFailures.WithLabelValues("token").Inc()
 		e.c.log.Warn("a pod token was refused; the entry reads with another token of its volumes if one is left",
 			"secret", e.String(), "identity", e.who(), "err", err.Error())

@@ -70,12 +70,31 @@ func (r *rbac) Get(ctx context.Context, ref backend.Ref) (*secret.Secret, error)
 	return r.counting.Get(ctx, ref)
 }
 
+// Watch runs the file source's watch in requests of rewatchAfter, like
+// the kube backend's watch requests that end after their timeout: each
+// further request asks ref.Rewatch for its token and checks it.
 func (r *rbac) Watch(ctx context.Context, ref backend.Ref, fn func(backend.Event)) error {
-	if err := r.check(ref); err != nil {
-		return err
+	for again := false; ; again = true {
+		if again && ref.Rewatch != nil {
+			tok, ok := ref.Rewatch()
+			if !ok {
+				return fmt.Errorf("secret %s: %w: no token left", ref, backend.ErrForbidden)
+			}
+			ref.Token = tok
+		}
+		if err := r.check(ref); err != nil {
+			return err
+		}
+		rctx, cancel := context.WithTimeout(ctx, rewatchAfter)
+		err := r.counting.Watch(rctx, ref, fn)
+		cancel()
+		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
 	}
-	return r.counting.Watch(ctx, ref, fn)
 }
+
+const rewatchAfter = 200 * time.Millisecond
 
 func sa(name string, toks ...backend.Token) backend.Identity {
 	return backend.Identity{Namespace: "default", ServiceAccount: name, Tokens: toks}
@@ -131,8 +150,9 @@ func TestTokensOfOneAccountShare(t *testing.T) {
 }
 
 // One of two volumes brings a refused token that expires later (so it is
-// the first choice): when the watch restarts, the entry tries it, drops
-// it, counts it, and goes on with the other; both volumes keep updating.
+// the first choice): at the watch's next request the entry tries it,
+// drops it, counts it, and goes on with the other; both volumes keep
+// updating.
 func TestRefusedTokenFallsBack(t *testing.T) {
 	dir, fb := fileBackend(t)
 	write(t, dir, "db.yaml", manifest("db", "v1", false))
@@ -150,19 +170,20 @@ func TestRefusedTokenFallsBack(t *testing.T) {
 	if password(st.Secret) != "v1" {
 		t.Fatalf("b joined: %+v", st)
 	}
-	// a's token rotates: the watch's token left the entry, it restarts
-	// with the freshest, "bad", and falls back to "good2".
+	// a's token rotates; the next watch request takes the freshest, "bad",
+	// is refused and the entry goes on with "good2".
 	if err := a.SetIdentity(sa("web", tok("good2", time.Hour))); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the refusal", func() bool { return b.refusals("bad") == 1 })
-	eventually(t, "the watch with good2", func() bool { return fb.watches.Load() == 2 && fb.open.Load() == 1 })
+	eventually(t, "a watch with good2", func() bool { return fb.open.Load() == 1 && b.refusals("bad") == 1 })
 	if got := authFailures("token") - before; got != 1 {
 		t.Errorf("auth failures (token) +%v, want +1", got)
 	}
 	write(t, dir, "db.yaml", manifest("db", "v2", false))
 	eventually(t, "both volumes to update", func() bool { return ra.last() == "v2" && rb.last() == "v2" })
-	if b.refusals("bad") != 1 || b.refusals("good") != 0 {
+	time.Sleep(2 * rewatchAfter) // further requests use good2, "bad" is dropped
+	if b.refusals("bad") != 1 || b.refusals("good") != 0 || b.refusals("good2") != 0 {
 		t.Errorf("refusals: bad %d, good %d; want 1 and 0", b.refusals("bad"), b.refusals("good"))
 	}
 	if err := a.SetIdentity(sa("other", tok("x", time.Hour))); err != ErrOtherIdentity {
@@ -204,12 +225,13 @@ func TestDeniedGivesNoData(t *testing.T) {
 	}
 }
 
-// Expired tokens are never used; a watch ends when its token expires and
-// goes on with the next.
+// Expired tokens are never sent; a watch's further requests move to an
+// unexpired one, and with none left the watch waits for a volume to bring
+// one.
 func TestExpiredTokens(t *testing.T) {
 	dir, fb := fileBackend(t)
 	write(t, dir, "db.yaml", manifest("db", "v1", false))
-	b := newRBAC(fb, "old", "short", "long")
+	b := newRBAC(fb, "old", "short", "long", "fresh")
 	c := newCache(t, b, Options{})
 	s, st := c.Subscribe(ctx, ref("db"), sa("web", tok("old", -time.Second)), StrategyWatch, 0, nil)
 	if st.Secret != nil || !errors.Is(st.Err, backend.ErrForbidden) || !strings.Contains(st.Err.Error(), "expired") {
@@ -220,22 +242,15 @@ func TestExpiredTokens(t *testing.T) {
 	}
 	s.Close()
 	var r recorder
-	s, st = c.Subscribe(ctx, ref("db"), sa("web", tok("short", 300*time.Millisecond), tok("long", time.Minute)), StrategyWatch, 0, r.onChange)
+	s, st = c.Subscribe(ctx, ref("db"), sa("web", tok("short", 2*rewatchAfter), tok("long", 3*rewatchAfter)), StrategyWatch, 0, r.onChange)
 	defer s.Close()
 	if password(st.Secret) != "v1" {
 		t.Fatalf("%+v", st)
 	}
-	// "long" expires last: it is the one used.
-	time.Sleep(500 * time.Millisecond)
-	if fb.watches.Load() != 1 {
-		t.Fatalf("%d watches, want 1 (with the token that expires last)", fb.watches.Load())
-	}
-	s.SetIdentity(sa("web", tok("short", 300*time.Millisecond), tok("long2", 400*time.Millisecond)))
-	b.allow("long2")
-	eventually(t, "the watch to move to long2", func() bool { return fb.watches.Load() == 2 })
-	eventually(t, "long2 to expire and the watch to wait", func() bool { return fb.open.Load() == 0 })
+	// Both expire: the watch stops asking and waits.
+	eventually(t, "the watch to wait for a token", func() bool { return fb.open.Load() == 0 && fb.watches.Load() >= 2 })
 	write(t, dir, "db.yaml", manifest("db", "v2", false))
-	s.SetIdentity(sa("web", tok("long", time.Minute)))
+	s.SetIdentity(sa("web", tok("fresh", time.Minute)))
 	eventually(t, "a watch with a fresh token", func() bool { return fb.open.Load() == 1 })
 	eventually(t, "the update", func() bool { return r.last() == "v2" })
 }

@@ -14,10 +14,12 @@ import (
 // watch follows the Secret with one backend watch at a time until the
 // entry ends or the Secret turns immutable. Each round:
 //  1. pick the freshest usable token (none: wait until a volume brings one);
-//  2. watch with it, until its expiry at the latest;
-//  3. after a refusal, go on with the next token at once; after the token
-//     expired or left the entry, restart at once; after any other error,
-//     wait for the entry's backoff (reset once a watch delivered events).
+//  2. watch with it; every further request of that watch (a resume after
+//     the watch timeout, a relist) asks rewatch for the freshest token
+//     then, so tokens rotate and volumes leave without a restart;
+//  3. after a refusal, go on with the next token at once; after any other
+//     error, wait for the entry's backoff (reset once a watch delivered
+//     events).
 func (e *entry) watch() {
 	for e.ctx.Err() == nil {
 		tok, err := e.pick()
@@ -30,14 +32,17 @@ func (e *entry) watch() {
 			}
 			continue
 		}
-		ctx, cancel := e.watchContext(tok)
-		use := &watchUse{token: tok, cancel: cancel}
+		ctx, cancel := context.WithCancel(e.ctx)
 		e.mu.Lock()
-		e.watchOn = use
+		e.watchToken = tok
 		e.mu.Unlock()
+		ref := e.ref(tok)
+		if tok != "" {
+			ref.Rewatch = e.rewatch
+		}
 		var healthy, immutable atomic.Bool
 		metrics.Watches.Inc()
-		err = e.c.b.Watch(ctx, e.ref(tok), func(ev backend.Event) {
+		err = e.c.b.Watch(ctx, ref, func(ev backend.Event) {
 			switch {
 			case ev.Err != nil:
 				e.apply(nil, false, ev.Err, time.Now())
@@ -53,16 +58,11 @@ func (e *entry) watch() {
 			}
 		})
 		metrics.Watches.Dec()
-		expired := errors.Is(ctx.Err(), context.DeadlineExceeded)
 		cancel()
 		e.mu.Lock()
-		e.watchOn = nil
-		left := use.left
+		tok = e.watchToken // the one the last request sent
 		if healthy.Load() {
 			e.resetBackoff() // it worked for a while: retry soon
-		}
-		if expired {
-			e.drop(tok, "expired")
 		}
 		e.mu.Unlock()
 		switch {
@@ -71,8 +71,6 @@ func (e *entry) watch() {
 		case errors.Is(err, backend.ErrNoWatch):
 			e.pollLoop()
 			return
-		case left, expired:
-			continue
 		case errors.Is(err, backend.ErrForbidden) && e.refuse(tok, err):
 			continue
 		}
@@ -85,24 +83,17 @@ func (e *entry) watch() {
 	}
 }
 
-// watchContext ends the watch when its token expires.
-func (e *entry) watchContext(token string) (context.Context, context.CancelFunc) {
-	if token != "" {
-		e.mu.Lock()
-		var exp time.Time
-		for _, cs := range e.tokens {
-			for _, c := range cs {
-				if c.Value == token {
-					exp = c.Expiry
-				}
-			}
-		}
-		e.mu.Unlock()
-		if !exp.IsZero() {
-			return context.WithDeadline(e.ctx, exp)
-		}
+// rewatch is the running watch's backend.Ref.Rewatch: the freshest
+// usable token now, remembered as the one the watch uses.
+func (e *entry) rewatch() (string, bool) {
+	tok, err := e.pick()
+	if err != nil {
+		return "", false
 	}
-	return context.WithCancel(e.ctx)
+	e.mu.Lock()
+	e.watchToken = tok
+	e.mu.Unlock()
+	return tok, true
 }
 
 // waitToken waits until a volume brings or takes tokens; false if the

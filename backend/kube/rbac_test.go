@@ -3,6 +3,7 @@ package kube
 import (
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/secretfs/secretfs/backend"
+	"github.com/secretfs/secretfs/sanity/cluster"
 )
 
 // grant gives namespace/sa the verbs on the one Secret name, as a pod's
@@ -138,4 +140,49 @@ func TestWatchGetOnlyFallsBackToPolling(t *testing.T) {
 		t.Fatalf("Watch = %v after %d events, want ErrNoWatch after the Secret", err, len(evs))
 	}
 	t.Logf("%v", err)
+}
+
+// Each request after the first list and watch sends the token Rewatch
+// gives: a watch resumed after its timeout moves to it without a relist,
+// and a refused one ends Watch with the refusal naming who was refused.
+func TestWatchRewatchToken(t *testing.T) {
+	e := start(t)
+	b, err := New(e.c.RestConfig(), Options{WatchTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.put(t, "default", "db", "password", "x")
+	e.grant(t, "default", "first", "db", "get", "list", "watch")
+	e.grant(t, "default", "second", "db", "get", "list", "watch")
+	second, nobody := e.token(t, "default", "second"), e.token(t, "default", "nobody")
+	var mu sync.Mutex
+	next := second
+	r := backend.Ref{Namespace: "default", Name: "db", Token: e.token(t, "default", "first"),
+		Rewatch: func() (string, bool) { mu.Lock(); defer mu.Unlock(); return next, true }}
+	done := make(chan error, 1)
+	evs := make(chan backend.Event, 16)
+	go func() { done <- b.Watch(e.ctx, r, func(ev backend.Event) { evs <- ev }) }()
+	if ev := <-evs; ev.Secret == nil {
+		t.Fatalf("first event %+v", ev)
+	}
+	if _, err := e.c.WaitAudit(e.ctx, cluster.AuditEvent{Verb: "watch", User: "system:serviceaccount:default:second"}, 1); err != nil {
+		t.Fatal(err)
+	}
+	e.put(t, "default", "db", "password", "y")
+	if ev := <-evs; ev.Secret == nil || string(ev.Secret.Data["password"]) != "y" {
+		t.Fatalf("event after the token moved %+v", ev)
+	}
+	lists, _ := e.c.CountAudit(cluster.AuditEvent{Verb: "list", Resource: "secrets", Name: "db"})
+	if lists != 1 {
+		t.Errorf("%d lists, want 1: a new token resumes, it does not relist", lists)
+	}
+	mu.Lock()
+	next = nobody
+	mu.Unlock()
+	select {
+	case err := <-done:
+		wantForbidden(t, err, "default/db", "service account default/nobody")
+	case <-time.After(15 * time.Second):
+		t.Fatal("the watch went on with a refused token")
+	}
 }

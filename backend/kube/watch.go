@@ -31,6 +31,9 @@ import (
 //     stream breaks, so a quiet Secret costs one watch request per timeout;
 //  3. an expired resourceVersion (410 Gone) relists (step 1) at once.
 //
+// Every request after the first list and watch asks ref.Rewatch (if set)
+// for the token to send: the caller's freshest then.
+//
 // Any other failure ends Watch with its error, after nothing was reported
 // for it: the caller (the cache) retries with its own backoff, shared by
 // every volume of the entry, or with another token when the error wraps
@@ -39,13 +42,14 @@ import (
 // Secret but not list/watch it, Watch reports the state once and returns
 // an error wrapping backend.ErrNoWatch.
 func (b *Backend) Watch(ctx context.Context, ref backend.Ref, fn func(backend.Event)) error {
-	c, err := b.client(ref)
-	if err != nil {
+	w := &watcher{b: b, ref: ref, fn: fn, sel: fields.OneTermEqualSelector("metadata.name", ref.Name).String()}
+	if err := w.use(ref.Token); err != nil {
 		return err
 	}
-	w := &watcher{b: b, ref: ref, fn: fn, api: c.CoreV1().Secrets(ref.Namespace),
-		sel: fields.OneTermEqualSelector("metadata.name", ref.Name).String()}
-	for {
+	for relist := false; ; relist = true {
+		if err := w.rewatch(relist); err != nil {
+			return err
+		}
 		rv, err := w.list(ctx)
 		if err == nil {
 			err = w.follow(ctx, rv)
@@ -66,12 +70,36 @@ var errRelist = errors.New("resourceVersion expired")
 
 type watcher struct {
 	b   *Backend
-	ref backend.Ref
+	ref backend.Ref // Token: the one the next request sends
 	fn  func(backend.Event)
 	api typedcorev1.SecretInterface
 	sel string
 
 	last string // what fn heard last (see report), to skip repeats after a relist
+}
+
+// use makes the next requests send token.
+func (w *watcher) use(token string) error {
+	w.ref.Token = token
+	c, err := w.b.client(w.ref)
+	if err != nil {
+		return err
+	}
+	w.api = c.CoreV1().Secrets(w.ref.Namespace)
+	return nil
+}
+
+// rewatch switches to the caller's freshest token before a further
+// request (again false: the first, which uses ref.Token).
+func (w *watcher) rewatch(again bool) error {
+	if !again || w.ref.Rewatch == nil {
+		return nil
+	}
+	tok, ok := w.ref.Rewatch()
+	if !ok {
+		return fmt.Errorf("secret %s: %w: no token is left to watch with", w.ref, backend.ErrForbidden)
+	}
+	return w.use(tok)
 }
 
 // list reports the current state and returns the resourceVersion to
@@ -114,7 +142,13 @@ func (w *watcher) getInstead(ctx context.Context, listErr error) error {
 func (w *watcher) follow(ctx context.Context, rv string) error {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
+	again := false // the first watch follows the list with its token
 	lw := &cache.ListWatch{WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		if err := w.rewatch(again); err != nil {
+			stop(err)
+			return nil, io.EOF
+		}
+		again = true
 		o.FieldSelector = w.sel
 		timeout := int64(w.watchTimeout().Seconds())
 		o.TimeoutSeconds = &timeout
