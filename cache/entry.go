@@ -95,8 +95,8 @@ func (e *entry) stop(wipe bool) {
 		for _, v := range e.state.Secret.Data {
 			clear(v)
 		}
+		e.state = State{Err: ErrClosed}
 	}
-	e.state = State{Err: ErrClosed}
 	clear(e.tokens)
 }
 

@@ -12,9 +12,11 @@ import (
 // This file is the entry's identity: the tokens its live volumes brought,
 // which one to read with, and what a refusal does.
 //
-// Invariant: an entry reads only with tokens of its live volumes, and a
-// subscriber that joins an entry none of whose tokens is accepted (denied)
-// gets the refusal, never data read before with another token.
+// Invariants: every request an entry sends carries a token of one of its
+// live volumes (an open watch stream may outlive its token's volume, until
+// its next request); a subscriber that joins an entry none of whose tokens
+// is accepted (denied) gets the refusal, never data read before with
+// another token.
 
 // errNoVolume is pick's answer when no volume is left to bring a token
 // (an idle entry): nothing to report, the entry just stops reading.
