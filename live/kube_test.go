@@ -20,6 +20,7 @@ import (
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/live"
 	"github.com/secretfs/secretfs/sanity/cluster"
+	"github.com/secretfs/secretfs/sanity/needroot"
 	"github.com/secretfs/secretfs/volume"
 )
 
@@ -39,9 +40,7 @@ func setup(t *testing.T) *env { return setupWith(t, kube.Options{}, cache.Option
 
 func setupWith(t *testing.T, ko kube.Options, co cache.Options) *env {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP (needs root: FUSE mounts)")
-	}
+	needroot.FUSE(t, "volumes mount FUSE")
 	c := cluster.Start(t)
 	b, err := kube.New(c.RestConfig(), ko)
 	if err != nil {
