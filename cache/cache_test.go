@@ -465,6 +465,7 @@ func (f *flaky) Watch(context.Context, backend.Ref, func(backend.Event)) error {
 func TestBackoff(t *testing.T) {
 	t.Run("watch", func(t *testing.T) {
 		f := &flaky{}
+		before := testutil.ToFloat64(metrics.Retries.WithLabelValues("watch"))
 		c := newCache(t, f, Options{}) // first retry after ~100ms, doubling
 		s, _ := c.Subscribe(ctx, ref("db"), own, StrategyWatch, 0, nil)
 		defer s.Close()
@@ -473,6 +474,10 @@ func TestBackoff(t *testing.T) {
 		// .3–.45, .7–1.05 s.
 		if n := f.watches.Load(); n < 3 || n > 6 {
 			t.Fatalf("%d watch attempts in 1s", n)
+		}
+		// Every attempt after the first waited for the backoff, counted.
+		if got := testutil.ToFloat64(metrics.Retries.WithLabelValues("watch")) - before; got < float64(f.watches.Load()-1) {
+			t.Fatalf("secretfs_backend_retries_total{op=watch} = %v after %d attempts", got, f.watches.Load())
 		}
 		if st := s.State(); password(st.Secret) != "v1" || st.Err == nil {
 			t.Fatalf("state %+v", st)

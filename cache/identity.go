@@ -170,6 +170,7 @@ func (e *entry) deny() error {
 		metrics.AuthFailures.WithLabelValues("denied").Inc()
 		e.c.log.Error("no token of the service account is accepted: new volumes of it are refused, live ones keep their last good version",
 			"secret", e.String(), "identity", e.who(), "err", err.Error())
+		e.logged = err.Error() // apply need not log it again
 	}
 	return err
 }
