@@ -4,7 +4,10 @@ package backend
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/secretfs/secretfs/secret"
@@ -101,4 +104,32 @@ type Backend interface {
 type Owner interface {
 	// CallerOwnsSecrets reports whether the caller owns returned Secrets.
 	CallerOwnsSecrets() bool
+}
+
+// TokenServiceAccount reads the service account a Kubernetes service
+// account token names in its "sub" claim (system:serviceaccount:NS:NAME),
+// WITHOUT verifying the token: only the API server can. Callers use it to
+// refuse sharing between a token and an account it does not even claim,
+// never to grant anything.
+func TokenServiceAccount(token string) (namespace, name string, ok bool) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "", "", false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return "", "", false
+	}
+	var claims struct {
+		Sub string `json:"sub"`
+	}
+	if json.Unmarshal(payload, &claims) != nil {
+		return "", "", false
+	}
+	rest, ok := strings.CutPrefix(claims.Sub, "system:serviceaccount:")
+	if !ok {
+		return "", "", false
+	}
+	namespace, name, ok = strings.Cut(rest, ":")
+	return namespace, name, ok && namespace != "" && name != ""
 }

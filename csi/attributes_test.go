@@ -1,6 +1,7 @@
 package csi
 
 import (
+	"encoding/base64"
 	"reflect"
 	"strings"
 	"testing"
@@ -153,11 +154,23 @@ func TestParseAttributes(t *testing.T) {
 }
 
 func TestPodIdentity(t *testing.T) {
-	id, err := podIdentity(`{"other":{"token":"o"},"":{"token":"api","expirationTimestamp":"2030-01-01T00:00:00Z"}}`, "app", "web")
+	jwt := func(sub, sig string) string {
+		return "eyJhbGciOiJSUzI1NiJ9." + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"`+sub+`"}`)) + "." + sig
+	}
+	api, other := jwt("system:serviceaccount:app:web", "a"), jwt("system:serviceaccount:app:web", "o")
+	id, err := podIdentity(`{"other":{"token":"`+other+`"},"":{"token":"`+api+`","expirationTimestamp":"2030-01-01T00:00:00Z"}}`, "app", "web")
 	exp := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	want := backend.Identity{Namespace: "app", ServiceAccount: "web", Tokens: []backend.Token{{Value: "api", Expiry: exp}, {Value: "o"}}}
+	want := backend.Identity{Namespace: "app", ServiceAccount: "web", Tokens: []backend.Token{{Value: api, Expiry: exp}, {Value: other}}}
 	if err != nil || !reflect.DeepEqual(id, want) {
 		t.Errorf("%+v %v", id, err)
+	}
+	// A token claiming another account, or none: the volume shares with
+	// no other.
+	for _, tok := range []string{jwt("system:serviceaccount:app:admin", "x"), jwt("system:serviceaccount:other:web", "x"), "opaque"} {
+		id, err := podIdentity(`{"":{"token":"`+tok+`"}}`, "app", "web")
+		if err != nil || id.ServiceAccount != "" || len(id.Tokens) != 1 {
+			t.Errorf("token %.20q…: %+v %v; want no service account", tok, id, err)
+		}
 	}
 	if _, err := podIdentity(`{"":{"token":"x","expirationTimestamp":"soon"}}`, "app", "web"); err == nil || strings.Contains(err.Error(), `"x"`) {
 		t.Errorf("bad expiry: %v", err)

@@ -144,8 +144,13 @@ func contextSize(vc map[string]string) int {
 // podIdentity reads serviceAccount.tokens ({"<audience>": {"token": …,
 // "expirationTimestamp": …}}): every token with its expiry, for the cache
 // entry of the pod's service account to read with whichever is accepted
-// (a token for another audience is refused and dropped). The error never
-// quotes the text: it holds credentials.
+// (a token for another audience is refused and dropped). The volumes of
+// one account share what any of their tokens read, so the account comes
+// from kubelet (serviceAccount.name, podInfoOnMount) and must also be the
+// one every token claims; otherwise the volume shares with no other
+// (defence against a CSIDriver without podInfoOnMount, where a Pod could
+// name another account). The error never quotes the text: it holds
+// credentials.
 func podIdentity(raw, namespace, serviceAccount string) (backend.Identity, error) {
 	var toks map[string]struct {
 		Token      string `json:"token"`
@@ -172,6 +177,11 @@ func podIdentity(raw, namespace, serviceAccount string) (backend.Identity, error
 	}
 	if len(id.Tokens) == 0 {
 		return backend.Identity{}, fmt.Errorf("volume attribute %s: no token in it", tokensKey)
+	}
+	for _, t := range id.Tokens {
+		if ns, sa, ok := backend.TokenServiceAccount(t.Value); !ok || ns != namespace || sa != serviceAccount {
+			id.ServiceAccount = ""
+		}
 	}
 	return id, nil
 }
