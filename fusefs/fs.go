@@ -50,9 +50,13 @@ type Options struct {
 	FSGroup *int64 // kubelet's fsGroup: group owner and setgid folders
 	// Grace is how long a replaced version stays reachable by name for
 	// readers who resolved `..data` just before the switch.
-	Grace  time.Duration
-	Name   string // shown as the mount's source (default "secretfs")
-	Logger *slog.Logger
+	Grace time.Duration
+	Name  string // shown as the mount's source (default "secretfs")
+	// AllowOther lets users other than the mounting one open the files
+	// (mount option allow_other; FSGroup implies it). A regular user
+	// needs user_allow_other in /etc/fuse.conf for it.
+	AllowOther bool
+	Logger     *slog.Logger
 	// OnUnmount, if set, is called once the mount is gone and wiped
 	// (saves every owner a goroutine waiting on Done).
 	OnUnmount func()
