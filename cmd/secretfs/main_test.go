@@ -19,6 +19,12 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	// A test re-run inside a private mount namespace reuses the binary
+	// its parent built (see inPrivateNS).
+	if b := os.Getenv("SECRETFS_TEST_BIN"); b != "" {
+		bin = b
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "secretfs-bin")
 	if err != nil {
 		panic(err)
