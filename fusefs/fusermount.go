@@ -132,8 +132,8 @@ func fusermountError(err error, stderr *bytes.Buffer) string {
 	if len(line) > 300 {
 		line = line[:300] + "…"
 	}
-	if !strings.HasPrefix(line, "fusermount3") {
-		line = "fusermount3: " + line
+	if first, _, _ := strings.Cut(line, ":"); !strings.HasSuffix(first, "fusermount3") {
+		line = "fusermount3: " + line // it names itself as argv[0] says
 	}
 	return line
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"os"
 	"os/exec"
@@ -8,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,6 +52,7 @@ func inPrivateNS(t *testing.T) bool {
 // the real one (never chmod'ed).
 type userWorld struct {
 	dir, bin, src, mnt string
+	confBound          bool
 }
 
 const nobody = 65534
@@ -76,7 +79,23 @@ func newUserWorld(t *testing.T) *userWorld {
 	must(t, os.WriteFile(filepath.Join(w.src, "s.yaml"), []byte(secretYAML("s", "k", "hello", "private", "p4ss")), 0o644))
 	must(t, os.Mkdir(w.mnt, 0o755))
 	must(t, os.Chown(w.mnt, nobody, nobody))
+	// fusermount3 refuses a user's mount when the namespace (a copy of the
+	// host's) holds over mount_max (1000) FUSE mounts, as a benchmark
+	// running beside this test may have.
+	w.fuseConf(t, "")
 	return w
+}
+
+// fuseConf binds a fuse.conf holding extra (and a high mount_max) over
+// /etc/fuse.conf, in this namespace only.
+func (w *userWorld) fuseConf(t *testing.T, extra string) {
+	t.Helper()
+	conf := filepath.Join(w.dir, "fuse.conf")
+	must(t, os.WriteFile(conf, []byte("mount_max = 100000\n"+extra), 0o644))
+	if !w.confBound { // later writes reach the bound file itself
+		must(t, unix.Mount(conf, "/etc/fuse.conf", "", unix.MS_BIND, ""))
+		w.confBound = true
+	}
 }
 
 func must(t *testing.T, err error) {
@@ -107,19 +126,19 @@ func mountOf(t *testing.T, dir string) *mountinfo.Info {
 
 func hasOption(opts, o string) bool { return strings.Contains(","+opts+",", ","+o+",") }
 
-// userMount starts `secretfs mount` as uid 65534 and waits until the
-// kernel shows the mount (root cannot look into it: no allow_other).
-func (w *userWorld) userMount(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer, chan error) {
+// userMount starts `secretfs mount` as uid 65534 and waits until it says
+// it is mounted (root cannot look into the mount: no allow_other).
+func (w *userWorld) userMount(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer, chan error) {
 	t.Helper()
 	argv := append(append([]string{w.bin, "mount", "--source", "file:" + w.src, "--secret", "s"}, args...), w.mnt)
 	cmd := asUser(nobody, []string{"PATH=/usr/bin:/bin"}, argv...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
 	must(t, cmd.Start())
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	deadline := time.Now().Add(10 * time.Second)
-	for mountOf(t, w.mnt) == nil {
+	for !strings.Contains(stderr.String(), "msg=mounted") {
 		select {
 		case err := <-done:
 			t.Fatalf("mount as uid %d exited: %v\n%s", nobody, err, stderr.String())
@@ -129,7 +148,28 @@ func (w *userWorld) userMount(t *testing.T, args ...string) (*exec.Cmd, *bytes.B
 			t.Fatalf("mount as uid %d did not show up\n%s", nobody, stderr.String())
 		}
 	}
-	return cmd, &stderr, done
+	if mountOf(t, w.mnt) == nil {
+		t.Fatalf("said mounted, but nothing is mounted at %s", w.mnt)
+	}
+	return cmd, stderr, done
+}
+
+// syncBuffer is a bytes.Buffer a child writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func readAs(uid int, path string) (string, error) {
@@ -141,7 +181,7 @@ func readAs(uid int, path string) (string, error) {
 	return string(out), nil
 }
 
-func waitExit(t *testing.T, done chan error, stderr *bytes.Buffer) int {
+func waitExit(t *testing.T, done chan error, stderr *syncBuffer) int {
 	t.Helper()
 	select {
 	case err := <-done:
@@ -211,6 +251,26 @@ func TestRegularUserMount(t *testing.T) {
 		t.Error("still mounted after SIGTERM")
 	}
 
+	// Busy (a file held open by its owner): SIGTERM detaches lazily.
+	cmd, stderr, done = w.userMount(t)
+	holder := asUser(nobody, nil, "/bin/sh", "-c", "exec 3<"+filepath.Join(w.mnt, "k")+"; echo open; exec sleep 30")
+	out, err := holder.StdoutPipe()
+	must(t, err)
+	must(t, holder.Start())
+	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); line != "open\n" {
+		t.Fatalf("holder: %q %v", line, err)
+	}
+	must(t, cmd.Process.Signal(syscall.SIGTERM))
+	if code := waitExit(t, done, stderr); code != 0 {
+		t.Errorf("SIGTERM while busy: exit %d\n%s", code, stderr)
+	}
+	if mountOf(t, w.mnt) != nil {
+		t.Error("busy mount still in the tree after SIGTERM")
+	}
+	holder.Process.Kill()
+	holder.Wait()
+
 	// Unmounted from outside, by its owner.
 	_, stderr, done = w.userMount(t)
 	if out, err := asUser(nobody, nil, "/usr/bin/fusermount3", "-u", w.mnt).CombinedOutput(); err != nil {
@@ -228,9 +288,7 @@ func TestRegularUserAllowOther(t *testing.T) {
 		return
 	}
 	w := newUserWorld(t)
-	conf := filepath.Join(w.dir, "fuse.conf")
-	must(t, os.WriteFile(conf, []byte("# no user_allow_other\n"), 0o644))
-	must(t, unix.Mount(conf, "/etc/fuse.conf", "", unix.MS_BIND, ""))
+	w.fuseConf(t, "# no user_allow_other\n")
 	for flag, want := range map[string][]string{
 		"--allow-other": {"--allow-other", "--allow-other needs root or user_allow_other in /etc/fuse.conf"},
 		"--fs-group":    {"--fs-group", "2000", "--fs-group implies --allow-other, which needs root or user_allow_other in /etc/fuse.conf"},
@@ -247,7 +305,7 @@ func TestRegularUserAllowOther(t *testing.T) {
 			t.Fatalf("%s: mounted anyway", flag)
 		}
 	}
-	must(t, os.WriteFile(conf, []byte("user_allow_other\n"), 0o644))
+	w.fuseConf(t, "user_allow_other\n")
 	cmd, stderr, done := w.userMount(t, "--allow-other")
 	if mi := mountOf(t, w.mnt); !hasOption(mi.VFSOptions, "allow_other") {
 		t.Errorf("super options %q lack allow_other", mi.VFSOptions)
