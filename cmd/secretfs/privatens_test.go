@@ -16,34 +16,18 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/secretfs/secretfs/sanity/mountns"
 )
 
 // inPrivateNS runs the calling test again inside a private mount
-// namespace (unshare -m --propagation private) and reports false: the
-// caller returns, its result is the child's. Inside, it reports true, and
-// whatever the test mounts (over /dev/fuse, /etc/fuse.conf, /dev) goes
-// with the namespace.
+// namespace and reports false: the caller returns, its result is the
+// child's. Inside, it reports true, and whatever the test mounts (over
+// /dev/fuse, /etc/fuse.conf, /dev) goes with the namespace.
 func inPrivateNS(t *testing.T) bool {
 	t.Helper()
 	needRoot(t)
-	self, err := os.Readlink("/proc/self/ns/mnt")
-	must(t, err)
-	if os.Getenv("SECRETFS_TEST_NS") == t.Name() {
-		if self == os.Getenv("SECRETFS_TEST_PARENT_NS") {
-			t.Fatal("refusing to run: not in a private mount namespace")
-		}
-		return true
-	}
-	cmd := exec.Command("unshare", "-m", "--propagation", "private",
-		os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), "SECRETFS_TEST_NS="+t.Name(),
-		"SECRETFS_TEST_PARENT_NS="+self, "SECRETFS_TEST_BIN="+bin)
-	out, err := cmd.CombinedOutput()
-	if err != nil || !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
-		t.Fatalf("in a private mount namespace: %v\n%s", err, out)
-	}
-	t.Logf("in a private mount namespace:\n%s", out)
-	return false
+	return mountns.Enter(t)
 }
 
 // userWorld is a folder every user can reach (a tmpfs inside the private
@@ -59,6 +43,7 @@ const nobody = 65534
 
 func newUserWorld(t *testing.T) *userWorld {
 	t.Helper()
+	mountns.Require(t)
 	dir, err := os.MkdirTemp("", "secretfs-user")
 	if err != nil {
 		t.Fatal(err)
