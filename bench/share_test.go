@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/secretfs/secretfs/fusefs"
+	"github.com/secretfs/secretfs/sanity/needroot"
 	"github.com/secretfs/secretfs/volume"
 )
 
@@ -24,9 +25,7 @@ import (
 // copy per volume they count 100 times (50 MiB). The rest is the servers'
 // own cost.
 func BenchmarkShareBytes(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("SKIP (needs root: FUSE mounts)")
-	}
+	needroot.FUSE(b, "mounts 100 FUSE volumes")
 	secret := make([]byte, 512<<10)
 	rand.Read(secret)
 	for b.Loop() {
