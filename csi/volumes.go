@@ -91,8 +91,9 @@ func (d *Driver) liveConfig(target string, mt *mount, a *Attributes) live.Config
 		Strategy:  a.Strategy,
 		TTL:       a.TTL,
 		// CSI volumes are root's, as kubelet's (SPEC §2); fsGroup sets
-		// the group and setgid folders.
-		FS:     fusefs.Options{UID: 0, GID: 0, FSGroup: a.Spec.FSGroup, Name: mountSource},
+		// the group and setgid folders. Pods run as other users, so the
+		// mount allows them (the file modes decide).
+		FS:     fusefs.Options{UID: 0, GID: 0, FSGroup: a.Spec.FSGroup, Name: mountSource, AllowOther: true},
 		Logger: d.log.With("volume", volumeID),
 		Keeper: d.cfg.Keeper,
 		Meta:   d.meta(volumeID, key, a, id),

@@ -20,6 +20,7 @@ import (
 	"github.com/secretfs/secretfs/csi"
 	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/metrics"
+	"github.com/secretfs/secretfs/secmem"
 )
 
 const csiSynopsis = `secretfs csi --endpoint unix:///path/csi.sock --node-id NODE --source SOURCE
@@ -80,6 +81,7 @@ func runCSI(args []string, _, stderr io.Writer) int {
 		return fail(fmt.Errorf("--log-level: %w", err))
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	secmem.SetLogger(log)
 
 	cfg := csi.Config{Version: version, NodeID: *nodeID, Logger: log, MountRoot: *mountRoot}
 	if *source != "none" {
