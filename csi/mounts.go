@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/secretfs/secretfs/backend/provider"
 	"github.com/secretfs/secretfs/live"
 )
 
@@ -16,6 +17,9 @@ type mount struct {
 	static bool   // fed from the request's `secrets`, updated with Set
 	token  string // the pod token it reads with ("" for our own identity)
 	vol    *live.Volume
+	// provider is the volume's place in its shared provider entry, for
+	// a secretProviderClass volume.
+	provider *provider.Member
 }
 
 // mounts is the bookkeeping target → mount. Each target has its own lock,

@@ -29,7 +29,8 @@ type publishRequest struct {
 	target   string // clean, absolute
 	attrs    *Attributes
 	token    string            // the pod's token, or ""
-	secrets  map[string]string // the request's `secrets`; used only if attrs.Static
+	secrets  map[string]string // the request's `secrets`; used only if attrs.Static or attrs.Provider
+	context  map[string]string // volume_context as sent; used only if attrs.Provider
 }
 
 // fsName is the FUSE source and subtype of our mounts ("fuse.secretfs"),
@@ -101,6 +102,9 @@ func (d *Driver) liveConfig(target string, mt *mount, a *Attributes) live.Config
 
 func (d *Driver) mount(ctx context.Context, r publishRequest, key string) (*mount, error) {
 	a := r.attrs
+	if a.Provider != nil {
+		return d.mountProvider(ctx, r, key)
+	}
 	mt := &mount{volumeID: r.volumeID, key: key, static: a.Static, token: r.token}
 	cfg := d.liveConfig(r.target, mt, a)
 	var err error
@@ -127,6 +131,10 @@ func (d *Driver) mount(ctx context.Context, r publishRequest, key string) (*moun
 // still answers OK (SPEC §4); live counts it.
 func (d *Driver) republish(ctx context.Context, mt *mount, r publishRequest) {
 	var err error
+	if mt.provider != nil {
+		d.republishProvider(ctx, mt, r)
+		return
+	}
 	if mt.static {
 		var s *secret.Secret
 		if s, err = staticSecret(r.attrs, r.secrets); err == nil {
@@ -169,6 +177,9 @@ func (d *Driver) unpublish(ctx context.Context, volumeID, target string) error {
 		// CSI: a volume not published at target is OK; leave the other.
 		d.log.Warn("unpublish of a volume that is not at the target", "volume", volumeID, "target", target, "mounted", mt.volumeID)
 		return nil
+	}
+	if mt.provider != nil {
+		mt.provider.Close() // no more switches; the entry may go
 	}
 	if err := mt.vol.Unmount(); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
@@ -244,7 +255,8 @@ func (a *Attributes) key() string {
 		Base64Keys []string
 		Strategy   cache.Strategy
 		TTL        time.Duration
-	}{a.Spec, a.Static, a.Base64Keys, a.Strategy, a.TTL})
+		Provider   *ProviderAttrs `json:",omitempty"`
+	}{a.Spec, a.Static, a.Base64Keys, a.Strategy, a.TTL, a.Provider})
 	return string(js)
 }
 
