@@ -64,9 +64,9 @@ type Client struct {
 // conn is one connection; Version is called once on it before the first
 // Mount (the driver's handshake), and again only on a new connection.
 type conn struct {
-	cc       *grpc.ClientConn
-	api      v1alpha1.CSIDriverProviderClient
-	once     sync.Mutex
+	cc        *grpc.ClientConn
+	api       v1alpha1.CSIDriverProviderClient
+	once      sync.Mutex
 	versioned bool
 }
 
@@ -155,7 +155,7 @@ func (c *Client) conn(provider string) (*conn, error) {
 		return nil, errorf(codes.Unavailable, "provider %q: no socket %s.sock in %s", provider, provider, strings.Join(c.opts.Dirs, ", "))
 	}
 	cc, err := grpc.NewClient("unix:"+socket,
-		grpc.WithAuthority("localhost"), // as the driver: a unix socket has no host name
+		grpc.WithAuthority("localhost"),                          // as the driver: a unix socket has no host name
 		grpc.WithTransportCredentials(insecure.NewCredentials()), // the socket's permissions are the security
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(c.opts.MaxRecvBytes)),
 	)
@@ -213,4 +213,3 @@ func truncate(s string) string {
 	}
 	return s
 }
-
