@@ -47,7 +47,7 @@ func ValidateLayout(what string, entries []Entry) error {
 		}
 		if e.Mode != nil {
 			if err := checkMode(*e.Mode); err != nil {
-				return fmt.Errorf("%s[%d].mode: %w", what, i, err)
+				return fmt.Errorf("%s[%d].mode: %w (path %s)", what, i, err, quote(e.Path))
 			}
 		}
 		if j, dup := byPath[e.Path]; dup {
