@@ -23,6 +23,7 @@ type ProviderClass struct {
 // class of its own namespace.
 type ClassReader interface {
 	// GetClass reads the class now. A missing class is an error wrapping
-	// ErrClassNotFound; anything else means the source is unreachable.
+	// ErrClassNotFound; one the plugin may not read wraps ErrForbidden;
+	// anything else means the source is unreachable.
 	GetClass(ctx context.Context, namespace, name string) (*ProviderClass, error)
 }

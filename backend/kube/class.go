@@ -57,6 +57,8 @@ func (c *Classes) GetClass(ctx context.Context, namespace, name string) (*backen
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, fmt.Errorf("secretproviderclass %s: %w", ref, backend.ErrClassNotFound)
+	case apierrors.IsForbidden(err), apierrors.IsUnauthorized(err):
+		return nil, fmt.Errorf("secretproviderclass %s: %w: the plugin's identity may not get secretproviderclasses.secrets-store.csi.x-k8s.io (RBAC)", ref, backend.ErrForbidden)
 	case err != nil:
 		return nil, fmt.Errorf("secretproviderclass %s: kubernetes API unreachable: %w", ref, err)
 	}

@@ -226,6 +226,8 @@ func (e *entry) refresh(ctx context.Context, req *Request) error {
 	switch {
 	case errors.Is(err, backend.ErrClassNotFound):
 		return errorf(codes.NotFound, "secretproviderclass %s/%s not found", req.Namespace, req.Class)
+	case errors.Is(err, backend.ErrForbidden):
+		return errorf(codes.PermissionDenied, "%v", err)
 	case err != nil:
 		return errorf(codes.Unavailable, "secretproviderclass %s/%s: %v", req.Namespace, req.Class, err)
 	}
