@@ -109,6 +109,9 @@ func readClasses(path string) ([]*backend.ProviderClass, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	defer clear(data) // the folder's Secrets are in the same files
+	if !bytes.Contains(data, []byte("SecretProviderClass")) {
+		return nil, nil // no class here: skip parsing a folder of Secrets at every refresh
+	}
 	var out []*backend.ProviderClass
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	for n := 1; ; n++ {
