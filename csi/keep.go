@@ -19,6 +19,10 @@ type kept struct {
 	Key      string
 	Attrs    Attributes
 	Token    string
+	// Context and Secrets are a provider volume's request, to join its
+	// entry again (provider.go).
+	Context map[string]string `json:",omitempty"`
+	Secrets map[string]string `json:",omitempty"`
 }
 
 func (d *Driver) meta(volumeID, key string, a *Attributes, token string) []byte {
@@ -60,6 +64,9 @@ func (d *Driver) resume(ctx context.Context, e keeper.Entry) error {
 	if err := json.Unmarshal(e.Meta, &k); err != nil {
 		syscall.Close(e.FD)
 		return fmt.Errorf("keeper record: %w", err)
+	}
+	if k.Attrs.Provider != nil {
+		return d.resumeProvider(ctx, e, k)
 	}
 	mt := &mount{volumeID: k.VolumeID, key: k.Key, static: k.Attrs.Static, token: k.Token}
 	cfg := d.liveConfig(e.ID, mt, &k.Attrs)

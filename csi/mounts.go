@@ -3,6 +3,7 @@ package csi
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/secretfs/secretfs/backend/provider"
 	"github.com/secretfs/secretfs/live"
@@ -18,8 +19,8 @@ type mount struct {
 	token  string // the pod token it reads with ("" for our own identity)
 	vol    *live.Volume
 	// provider is the volume's place in its shared provider entry, for
-	// a secretProviderClass volume.
-	provider *provider.Member
+	// a secretProviderClass volume (atomic: the unmount callback reads it).
+	provider atomic.Pointer[provider.Member]
 }
 
 // mounts is the bookkeeping target → mount. Each target has its own lock,

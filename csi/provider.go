@@ -2,10 +2,11 @@ package csi
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
-	"sync/atomic"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/secretfs/secretfs/backend/provider"
 	"github.com/secretfs/secretfs/cache"
+	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/live"
 	"github.com/secretfs/secretfs/volume"
 )
@@ -113,46 +115,103 @@ func providerRequest(r publishRequest) *provider.Request {
 
 // mountProvider joins the volume's shared entry and mounts the files it
 // holds (asking the provider first unless a Cache entry's files are
-// fresh). Provider volumes are not handed to the keeper: it could not
-// rebuild their entry; after a restart kubelet's republish mounts them
-// again.
+// fresh).
 func (d *Driver) mountProvider(ctx context.Context, r publishRequest, key string) (*mount, error) {
 	if d.cfg.Providers == nil {
 		return nil, status.Error(codes.FailedPrecondition, "this plugin has no --source to read SecretProviderClasses from")
 	}
-	a := r.attrs
 	mt := &mount{volumeID: r.volumeID, key: key}
-	cfg := d.liveConfig(r.target, mt, a)
-	cfg.Keeper, cfg.Meta = nil, nil
-	var member atomic.Pointer[provider.Member]
-	gone := cfg.OnUnmount
-	cfg.OnUnmount = func() {
-		if m := member.Load(); m != nil {
-			m.Close()
-		}
-		gone()
-	}
-	m, err := d.cfg.Providers.Join(ctx, providerRequest(r), func(f *provider.Files) error {
-		v, err := live.MountPayload(r.target, cfg, f.Payload(a.Spec.FSGroup))
+	cfg := d.providerConfig(r, mt)
+	err := d.joinProvider(ctx, r, mt, func(f *provider.Files) error {
+		v, err := live.MountPayload(r.target, cfg, f.Payload(r.attrs.Spec.FSGroup))
 		mt.vol = v
 		return err
-	}, func(f *provider.Files) {
-		if err := mt.vol.SetPayload(f.Payload(a.Spec.FSGroup)); err != nil {
-			d.log.Warn("provider volume keeps its last good files", "volume", r.volumeID, "target", r.target, "err", err)
-		}
 	})
 	if err != nil {
 		return nil, err
 	}
-	member.Store(m)
-	mt.provider = m
 	return mt, nil
+}
+
+// providerConfig is liveConfig for a provider volume: the keeper holds
+// what the next process needs to join the entry again (the request's
+// volume_context and secrets, in its memory only), and the volume leaves
+// its entry once the mount is gone, however it went.
+func (d *Driver) providerConfig(r publishRequest, mt *mount) live.Config {
+	cfg := d.liveConfig(r.target, mt, r.attrs)
+	cfg.Meta = d.providerMeta(r, mt.key)
+	gone := cfg.OnUnmount
+	cfg.OnUnmount = func() {
+		if m := mt.provider.Load(); m != nil {
+			m.Close()
+		}
+		gone()
+	}
+	return cfg
+}
+
+func (d *Driver) providerMeta(r publishRequest, key string) []byte {
+	if d.cfg.Keeper == nil {
+		return nil
+	}
+	b, _ := json.Marshal(kept{VolumeID: r.volumeID, Key: key, Attrs: *r.attrs, Context: r.context, Secrets: r.secrets})
+	return b
+}
+
+// joinProvider makes mt a member of its entry; show gets the first files
+// (mounts them, or switches a taken-over mount to them).
+func (d *Driver) joinProvider(ctx context.Context, r publishRequest, mt *mount, show func(*provider.Files) error) error {
+	fsGroup := r.attrs.Spec.FSGroup
+	m, err := d.cfg.Providers.Join(ctx, providerRequest(r), show, func(f *provider.Files) {
+		if err := mt.vol.SetPayload(f.Payload(fsGroup)); err != nil {
+			d.log.Warn("provider volume keeps its last good files", "volume", r.volumeID, "target", r.target, "err", err)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	mt.provider.Store(m)
+	return nil
 }
 
 // republishProvider asks the provider again with the republished request
 // (its fresh token). A failure keeps the last good files and answers OK.
 func (d *Driver) republishProvider(ctx context.Context, mt *mount, r publishRequest) {
-	if err := mt.provider.Refresh(ctx, providerRequest(r)); err != nil {
+	var err error
+	if m := mt.provider.Load(); m != nil {
+		err = m.Refresh(ctx, providerRequest(r))
+	} else {
+		// Taken over while the provider was unreachable: join now.
+		err = d.joinProvider(ctx, r, mt, func(f *provider.Files) error { return mt.vol.SetPayload(f.Payload(r.attrs.Spec.FSGroup)) })
+	}
+	if err != nil {
 		d.log.Warn("republish kept the last good files", "volume", r.volumeID, "target", r.target, "err", err)
 	}
+	if meta := d.providerMeta(r, mt.key); meta != nil {
+		mt.vol.SetMeta(meta)
+	}
+}
+
+// resumeProvider takes back a provider volume the keeper held: it shows
+// what the previous process showed, joins its entry (one call, shared with
+// every volume taken back with it) and follows it again. An unreachable
+// provider leaves the old files until the next republish joins.
+func (d *Driver) resumeProvider(ctx context.Context, e keeper.Entry, k kept) error {
+	if d.cfg.Providers == nil {
+		syscall.Close(e.FD)
+		return fmt.Errorf("a %s volume, and this plugin serves no providers", attrSecretProviderClass)
+	}
+	mt := &mount{volumeID: k.VolumeID, key: k.Key}
+	r := publishRequest{volumeID: k.VolumeID, target: e.ID, attrs: &k.Attrs, context: k.Context, secrets: k.Secrets}
+	vol, err := live.Resume(ctx, nil, e, d.providerConfig(r, mt))
+	if err != nil {
+		return err
+	}
+	mt.vol = vol
+	d.mounts.put(e.ID, mt)
+	if err := d.joinProvider(ctx, r, mt, func(f *provider.Files) error { return vol.SetPayload(f.Payload(k.Attrs.Spec.FSGroup)) }); err != nil {
+		d.log.Warn("provider unreachable at takeover; the volume shows its previous files until its next republish", "volume", k.VolumeID, "target", e.ID, "err", err)
+	}
+	d.log.Info("volume taken over", "volume", k.VolumeID, "target", e.ID, "provider class", k.Attrs.Provider.Class)
+	return nil
 }

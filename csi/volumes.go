@@ -131,7 +131,7 @@ func (d *Driver) mount(ctx context.Context, r publishRequest, key string) (*moun
 // still answers OK (SPEC §4); live counts it.
 func (d *Driver) republish(ctx context.Context, mt *mount, r publishRequest) {
 	var err error
-	if mt.provider != nil {
+	if r.attrs.Provider != nil { // same attributes as mt's: the keys match
 		d.republishProvider(ctx, mt, r)
 		return
 	}
@@ -178,8 +178,8 @@ func (d *Driver) unpublish(ctx context.Context, volumeID, target string) error {
 		d.log.Warn("unpublish of a volume that is not at the target", "volume", volumeID, "target", target, "mounted", mt.volumeID)
 		return nil
 	}
-	if mt.provider != nil {
-		mt.provider.Close() // no more switches; the entry may go
+	if m := mt.provider.Load(); m != nil {
+		m.Close() // no more switches; the entry may go
 	}
 	if err := mt.vol.Unmount(); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)

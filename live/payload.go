@@ -1,6 +1,10 @@
 package live
 
-import "github.com/secretfs/secretfs/volume"
+import (
+	"bytes"
+
+	"github.com/secretfs/secretfs/volume"
+)
 
 // MountPayload mounts files that their owner supplies ready-made and
 // replaces with SetPayload: a Secrets Store provider's reply, already
@@ -28,4 +32,14 @@ func (v *Volume) SetPayload(p *volume.Payload) error {
 	}
 	v.cfg.Logger.Info("volume updated", "mount", v.dir, "files", len(p.Files), "bytes", p.Size())
 	return nil
+}
+
+// SetMeta replaces what the keeper holds about the volume (a republish's
+// fresh request), registering again only when it changed.
+func (v *Volume) SetMeta(meta []byte) {
+	if bytes.Equal(meta, v.cfg.Meta) {
+		return
+	}
+	v.cfg.Meta = meta
+	v.keep()
 }

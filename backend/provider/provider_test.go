@@ -216,6 +216,38 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// Requests are counted by provider and code, with their latency; the
+// files served are a gauge that goes back to zero with the last volume.
+func TestMetrics(t *testing.T) {
+	e := newEnv(t, ClientOptions{})
+	e.writeClass("team-a", "db", "metricsprov", map[string]string{"a": "b"})
+	srv := providertest.Start(t, e.socks, "metricsprov")
+	srv.SetFiles(map[string]string{"a": "1", "b": "2", "c/d": "3"}, "v1")
+	req := request("pod-1", StrategyCache, time.Hour)
+	m, _ := e.mustJoin(req)
+	srv.SetReply(&v1alpha1.MountResponse{Error: &v1alpha1.Error{Code: "Throttled"}})
+	m.Refresh(context.Background(), req)
+	srv.SetError(status.Error(codes.NotFound, "no such secret"))
+	m.Refresh(context.Background(), req)
+	srv.SetReply(&v1alpha1.MountResponse{Files: []*v1alpha1.File{{Path: "/abs"}}})
+	m.Refresh(context.Background(), req)
+	for code, want := range map[string]float64{"OK": 1, "error.code=Throttled": 1, "Unavailable": 1, "FailedPrecondition": 1} {
+		if got := testutil.ToFloat64(metrics.ProviderRequests.WithLabelValues("metricsprov", code)); got != want {
+			t.Errorf("requests{code=%s} = %v, want %v", code, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(metrics.ProviderFiles.WithLabelValues("metricsprov")); got != 3 {
+		t.Errorf("files served = %v, want 3", got)
+	}
+	if n := testutil.CollectAndCount(metrics.ProviderSeconds); n == 0 {
+		t.Error("no latency observed")
+	}
+	m.Close()
+	if got := testutil.ToFloat64(metrics.ProviderFiles.WithLabelValues("metricsprov")); got != 0 {
+		t.Errorf("files served after the last volume = %v, want 0", got)
+	}
+}
+
 // A provider that restarts gets a new connection and a new Version.
 func TestVersionOncePerConnection(t *testing.T) {
 	e := newEnv(t, ClientOptions{Timeout: time.Second})
