@@ -245,6 +245,11 @@ func (e *entry) refresh(ctx context.Context, req *Request) error {
 	if err != nil {
 		return err
 	}
+	if files.Len() == 0 {
+		// Old providers wrote into target_path themselves; here that
+		// folder is a read-only mount, so they must send files.
+		p.log.Warn("provider replied with no files", "provider", provider, "class", req.Namespace+"/"+req.Class)
+	}
 	e.apply(provider, files, start)
 	return nil
 }
