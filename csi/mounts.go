@@ -18,6 +18,10 @@ type mount struct {
 	static bool   // fed from the request's `secrets`, updated with Set
 	token  string // the pod token it reads with ("" for our own identity)
 	vol    *live.Volume
+	// mntID is the kernel's id of the mount made at publish (0: unknown,
+	// e.g. taken back from the keeper); unpublish checks with it that the
+	// mount at the target is still ours.
+	mntID uint64
 	// provider is the volume's place in its shared provider entry, for
 	// a secretProviderClass volume (atomic: the unmount callback reads it).
 	provider atomic.Pointer[provider.Member]
