@@ -64,11 +64,9 @@ type Member struct {
 
 // Join adds the volume of req to its entry. It asks the provider unless
 // the entry holds files younger than the ttl (Cache); a Get volume always
-// asks. If that call fails while the entry holds a last good reply, the
-// volume shows it (a counted failed refresh). mount gets the files to show
-// first (the entry is locked meanwhile, so no switch can pass it);
-// onChange gets every later change. Errors are *Error; the volume is then
-// not a member.
+// asks. mount gets the files to show first (the entry is locked meanwhile,
+// so no switch can pass it); onChange gets every later change. Errors
+// are *Error; the volume is then not a member.
 func (p *Pool) Join(ctx context.Context, req *Request, mount func(*Files) error, onChange func(*Files)) (*Member, error) {
 	e := p.entry(req.key())
 	defer e.mu.Unlock()
@@ -77,13 +75,8 @@ func (p *Pool) Join(ctx context.Context, req *Request, mount func(*Files) error,
 	m.seq = e.seq
 	if e.files == nil || req.Strategy == StrategyGet || time.Since(e.fetched) >= ttl(req) {
 		if err := e.refresh(ctx, req); err != nil {
-			if e.files == nil {
-				e.dropIfEmpty()
-				return nil, err
-			}
-			// As for Secrets: with a last good reply cached, a failure
-			// is a failed refresh, and the new volume shows those files.
-			e.failed(err)
+			e.dropIfEmpty()
+			return nil, err
 		}
 	}
 	if err := mount(e.files); err != nil {

@@ -357,17 +357,6 @@ func TestFailedRefreshKeepsFiles(t *testing.T) {
 	if d := testutil.ToFloat64(metrics.ProviderRefreshErrors.WithLabelValues("vault")) - before; d != 1 {
 		t.Errorf("refresh errors counted %v, want 1", d)
 	}
-	// A Get volume joining an entry with good files while the provider
-	// fails is served those files.
-	e.srv.SetFiles(map[string]string{"db-password": "s3cret"}, "v1")
-	g1, _ := e.mustJoin(request("pod-3", StrategyGet, 0))
-	e.srv.SetError(status.Error(codes.Unavailable, "vault sealed"))
-	g2, v2 := e.mustJoin(request("pod-4", StrategyGet, 0))
-	if got := v2.current()["db-password"]; got != "s3cret:0644" {
-		t.Errorf("a volume joining while the provider fails shows %q, want the last good files", got)
-	}
-	g1.Close()
-	g2.Close()
 	files := m.e.files
 	m.Close()
 	if len(e.pool.entries) != 0 {
