@@ -64,9 +64,12 @@ type Member struct {
 
 // Join adds the volume of req to its entry. It asks the provider unless
 // the entry holds files younger than the ttl (Cache); a Get volume always
-// asks. mount gets the files to show first (the entry is locked meanwhile,
-// so no switch can pass it); onChange gets every later change. Errors
-// are *Error; the volume is then not a member.
+// asks. A failed call fails the join even when the entry holds files: a
+// publish fails on the provider's error (SPEC §5); only refreshes of
+// mounted volumes keep the last good files. mount gets the files to show
+// first (the entry is locked meanwhile, so no switch can pass it);
+// onChange gets every later change. Errors are *Error; the volume is then
+// not a member.
 func (p *Pool) Join(ctx context.Context, req *Request, mount func(*Files) error, onChange func(*Files)) (*Member, error) {
 	e := p.entry(req.key())
 	defer e.mu.Unlock()

@@ -357,6 +357,14 @@ func TestFailedRefreshKeepsFiles(t *testing.T) {
 	if d := testutil.ToFloat64(metrics.ProviderRefreshErrors.WithLabelValues("vault")) - before; d != 1 {
 		t.Errorf("refresh errors counted %v, want 1", d)
 	}
+	// A Get volume joining an entry with good files while the provider
+	// fails gets the error: a publish fails on it.
+	e.srv.SetFiles(map[string]string{"db-password": "s3cret"}, "v1")
+	g, _ := e.mustJoin(request("pod-3", StrategyGet, 0))
+	e.srv.SetError(status.Error(codes.Unavailable, "vault sealed"))
+	_, _, err := e.join(request("pod-4", StrategyGet, 0))
+	wantErr(t, err, codes.Unavailable, `provider "vault"`)
+	g.Close()
 	files := m.e.files
 	m.Close()
 	if len(e.pool.entries) != 0 {
