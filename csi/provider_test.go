@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/secretfs/secretfs/backend"
@@ -282,5 +283,28 @@ func TestProviderTwentyPods(t *testing.T) {
 	}
 	if last := p.srv.Requests()[1]; !strings.Contains(last.TargetPath, "replica-19") || !strings.Contains(last.Secrets, `t19`) {
 		t.Errorf("the shared call carries %s, not the latest volume's request", last.TargetPath)
+	}
+}
+
+// Neither the provider's files nor the tokens and nodePublishSecretRef
+// data sent to it reach the log, nor does the provider's own error text.
+func TestProviderNoSecretInLogs(t *testing.T) {
+	p := startProviderPlugin(t)
+	p.srv.SetFiles(map[string]string{"db-password": "FILE-VALUE-1"}, "1")
+	req, _ := p.inline(pod{ns: "team-a", name: "quiet"}, "secrets", map[string]string{"secretProviderClass": "db", "ttl": "1h"},
+		map[string]string{tokensKey: `{"vault":{"token":"TOKEN-VALUE-2"}}`, "clientSecret": "REF-VALUE-3"})
+	p.mustPublish(req)
+	p.srv.SetError(status.Error(codes.PermissionDenied, "PROVIDER-TEXT-4 quoting TOKEN-VALUE-2"))
+	p.mustPublish(req) // a failed republish is logged
+	p.srv.SetFiles(map[string]string{"db-password": "FILE-VALUE-5"}, "2")
+	p.mustPublish(req)
+	logs := p.logs.String()
+	if !strings.Contains(logs, "republish kept the last good files") {
+		t.Fatal("the failed republish was not logged")
+	}
+	for _, v := range []string{"FILE-VALUE-1", "TOKEN-VALUE-2", "REF-VALUE-3", "PROVIDER-TEXT-4", "FILE-VALUE-5"} {
+		if strings.Contains(logs, v) {
+			t.Errorf("the log holds %s", v)
+		}
 	}
 }
