@@ -66,7 +66,7 @@ type Client struct {
 type conn struct {
 	cc        *grpc.ClientConn
 	api       v1alpha1.CSIDriverProviderClient
-	once      sync.Mutex
+	handshake sync.Mutex
 	versioned bool
 }
 
@@ -119,14 +119,21 @@ func (c *Client) mount(ctx context.Context, provider string, req *v1alpha1.Mount
 
 // version makes the Version handshake once per connection.
 func (c *Client) version(ctx context.Context, provider string, cn *conn) error {
-	cn.once.Lock()
-	defer cn.once.Unlock()
+	cn.handshake.Lock()
+	defer cn.handshake.Unlock()
 	if cn.versioned {
 		return nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	v, err := cn.api.Version(cctx, &v1alpha1.VersionRequest{Version: apiVersion})
+	if status.Code(err) == codes.Unimplemented {
+		// The driver itself mounts without asking Version first: a
+		// provider that lacks it still works.
+		c.opts.Logger.Warn("provider does not implement Version", "provider", provider)
+		cn.versioned = true
+		return nil
+	}
 	if err != nil {
 		return c.callError(provider, cn, "Version", err)
 	}

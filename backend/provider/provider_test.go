@@ -3,12 +3,14 @@ package provider
 import (
 	"context"
 	"maps"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/fake"
@@ -374,5 +376,32 @@ func TestFailedRefreshKeepsFiles(t *testing.T) {
 		if strings.Trim(string(f.Data), "\x00") != "" {
 			t.Error("the files' bytes were not wiped")
 		}
+	}
+}
+
+// noVersion is a provider built without Version (only Mount): the driver
+// never needs Version to mount, so neither do we.
+type noVersion struct {
+	v1alpha1.UnimplementedCSIDriverProviderServer
+}
+
+func (noVersion) Mount(context.Context, *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+	return &v1alpha1.MountResponse{Files: []*v1alpha1.File{{Path: "a", Contents: []byte("b")}}}, nil
+}
+
+func TestProviderWithoutVersion(t *testing.T) {
+	e := newEnv(t, ClientOptions{})
+	e.srv.Stop()
+	ln, err := net.Listen("unix", filepath.Join(e.socks, "vault.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	v1alpha1.RegisterCSIDriverProviderServer(srv, noVersion{})
+	go srv.Serve(ln)
+	defer srv.Stop()
+	_, v := e.mustJoin(request("pod-1", StrategyGet, 0))
+	if got := v.current()["a"]; got != "b:0644" {
+		t.Errorf("volume shows %q", got)
 	}
 }
