@@ -2,6 +2,7 @@ package csi
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -9,9 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/secretfs/secretfs/cache"
+	"github.com/secretfs/secretfs/manifest"
 	"github.com/secretfs/secretfs/volume"
 )
 
@@ -259,7 +259,7 @@ func (a *Attributes) namespace(vc map[string]string, origin volumeOrigin) error 
 func parseItems(text string) ([]volume.Item, error) {
 	var raw []map[string]json.RawMessage
 	if err := unmarshalYAMLOrJSON(text, &raw); err != nil {
-		return nil, fmt.Errorf("not a list of {key, path, mode}: %w", err)
+		return nil, err
 	}
 	items := make([]volume.Item, 0, len(raw))
 	for i, r := range raw {
@@ -268,9 +268,9 @@ func parseItems(text string) ([]volume.Item, error) {
 			var err error
 			switch f {
 			case "key":
-				err = json.Unmarshal(v, &it.Key)
+				err = decodeString(v, &it.Key)
 			case "path":
-				err = json.Unmarshal(v, &it.Path)
+				err = decodeString(v, &it.Path)
 			case "mode":
 				it.Mode, err = parseItemMode(v)
 			default:
@@ -302,7 +302,7 @@ func parseItemMode(v json.RawMessage) (*int32, error) {
 	}
 	n, err := strconv.ParseInt(string(v), 10, 32)
 	if err != nil {
-		return nil, fmt.Errorf("%s is not an integer or an octal string", v)
+		return nil, errors.New("must be an integer or an octal string")
 	}
 	if n < 0 || n > volume.MaxMode {
 		return nil, fmt.Errorf("%d (%#o) out of range 0-0777 (as a number it is decimal; write \"0400\" for octal)", n, n)
@@ -322,11 +322,24 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // unmarshalYAMLOrJSON reads YAML 1.1 the way kubectl does (JSON is a
-// subset, so JSON text reads the same as through encoding/json).
+// subset, so JSON text reads the same as through encoding/json), strictly
+// and quietly through package manifest: duplicate or non-string keys are
+// errors, and no error quotes the text.
 func unmarshalYAMLOrJSON(text string, v any) error {
-	js, err := yaml.YAMLToJSON([]byte(text))
+	js, err := manifest.YAMLToJSON([]byte(text), manifest.Options{})
 	if err != nil {
 		return err
 	}
-	return json.Unmarshal(js, v)
+	if json.Unmarshal(js, v) != nil {
+		return errors.New("not a list of {key, path, mode}")
+	}
+	return nil
+}
+
+// decodeString reads a JSON string; the decoder's message is not passed on.
+func decodeString(v json.RawMessage, s *string) error {
+	if json.Unmarshal(v, s) != nil {
+		return errors.New("must be a string")
+	}
+	return nil
 }
