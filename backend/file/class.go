@@ -1,28 +1,20 @@
 package file
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/secretfs/secretfs/backend"
+	decode "github.com/secretfs/secretfs/manifest"
 )
-
-// maxClassFile is the largest manifest read for classes (SPEC §3's limit
-// for any manifest of the folder).
-const maxClassFile = 16 << 20
 
 // classAPIVersion is the only SecretProviderClass version served.
 const classAPIVersion = "secrets-store.csi.x-k8s.io/v1"
@@ -30,10 +22,11 @@ const classAPIVersion = "secrets-store.csi.x-k8s.io/v1"
 var _ backend.ClassReader = (*Backend)(nil)
 
 // GetClass reads the SecretProviderClass namespace/name from the folder's
-// manifests now (a class without namespace is in "default", as a Secret).
-// Other kinds are ignored. Defined twice: an error naming both files.
-// Not found while a file could not be read or parsed: ErrUnreachable, as
-// for Secrets, since the class may be in that file.
+// manifests now (a class without namespace is in "default", as a Secret),
+// through the same file checks (regular files only, MaxManifestSize) and
+// strict decoder as Secrets. Other kinds are ignored. Defined twice: an
+// error naming both files. Not found while a file could not be read or
+// parsed: ErrUnreachable, as for Secrets, since the class may be in it.
 func (b *Backend) GetClass(ctx context.Context, namespace, name string) (*backend.ProviderClass, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -54,7 +47,7 @@ func (b *Backend) GetClass(ctx context.Context, namespace, name string) (*backen
 		classes, err := readClasses(path)
 		if err != nil {
 			if broken == nil {
-				broken = err
+				broken = fmt.Errorf("%s: %w", path, err)
 			}
 			continue
 		}
@@ -76,75 +69,58 @@ func (b *Backend) GetClass(ctx context.Context, namespace, name string) (*backen
 	return nil, fmt.Errorf("secretproviderclass %s: not in any manifest in %s: %w", ref, b.dir, backend.ErrClassNotFound)
 }
 
-// classDoc is one manifest document as far as classes go.
-type classDoc struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	Metadata   struct {
-		Name      string `json:"name"`
-		Namespace string `json:"namespace"`
-	} `json:"metadata"`
-	Spec struct {
-		Provider   string            `json:"provider"`
-		Parameters map[string]string `json:"parameters"`
-	} `json:"spec"`
-}
-
-// readClasses returns the SecretProviderClasses of one manifest file.
-// Only regular files are opened (a FIFO would block us); errors name the
-// file and the document, never their text.
+// readClasses returns the SecretProviderClasses of one manifest file. A
+// file left out for Secrets (not regular, too big) is left out here too,
+// silently: the Secret scan already names it.
 func readClasses(path string) ([]*backend.ProviderClass, error) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
-		return nil, nil // gone, dangling or not a regular file: not a manifest
-	}
-	if st.Size > maxClassFile {
-		return nil, fmt.Errorf("%s: %d bytes, more than the limit %d", path, st.Size, maxClassFile)
-	}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	real, _, lo, err := statManifest(path)
+	if errors.Is(err, errGone) || lo != nil {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
+	}
+	data, lo, err := readManifest(real)
+	if errors.Is(err, errGone) || lo != nil {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
 	}
 	defer clear(data) // the folder's Secrets are in the same files
 	if !bytes.Contains(data, []byte("SecretProviderClass")) {
-		return nil, nil // no class here: skip parsing a folder of Secrets at every refresh
+		return nil, nil // no class here: a folder of Secrets costs no parse
+	}
+	docs, err := decode.Documents(data)
+	if err != nil {
+		return nil, err
 	}
 	var out []*backend.ProviderClass
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for n := 1; ; n++ {
-		doc, err := r.Read()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: document %d: not readable YAML", path, n)
-		}
-		if len(bytes.TrimSpace(doc)) == 0 {
-			continue
-		}
-		if out, err = appendClasses(out, doc); err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", path, n, err)
+	for i, n := range docs {
+		if out, err = appendClasses(out, n); err != nil {
+			return nil, fmt.Errorf("document %d: %w", i+1, err)
 		}
 	}
+	return out, nil
 }
 
-func appendClasses(out []*backend.ProviderClass, doc []byte) ([]*backend.ProviderClass, error) {
-	// A quick look first: documents of other kinds (Secrets) may hold
-	// anything, and their errors are not ours to report.
-	var head struct {
-		Kind  string            `json:"kind"`
-		Items []json.RawMessage `json:"items"`
+// classStrict holds parameters to a map of strings, as the CRD's schema.
+var classStrict = decode.Options{StringMaps: []string{"spec.parameters"}}
+
+// appendClasses adds the class n is, or those of a List n is; other kinds
+// are looked at no further (their errors are not ours to report).
+func appendClasses(out []*backend.ProviderClass, n *yaml.Node) ([]*backend.ProviderClass, error) {
+	kind, err := text(n, "kind")
+	if err != nil {
+		return nil, err
 	}
-	if err := yaml.Unmarshal(doc, &head); err != nil {
-		return nil, errors.New("not valid YAML or JSON")
-	}
-	switch head.Kind {
-	case "List":
-		for i, item := range head.Items {
-			var err error
+	switch kind {
+	case "List", "SecretProviderClassList":
+		items, err := decode.Lookup(n, "items")
+		if err != nil || items == nil || items.Kind != yaml.SequenceNode {
+			return out, err
+		}
+		for i, item := range items.Content {
 			if out, err = appendClasses(out, item); err != nil {
 				return nil, fmt.Errorf("items[%d]: %w", i, err)
 			}
@@ -154,12 +130,25 @@ func appendClasses(out []*backend.ProviderClass, doc []byte) ([]*backend.Provide
 	default:
 		return out, nil
 	}
-	var d classDoc
-	if err := yaml.Unmarshal(doc, &d); err != nil {
-		return nil, errors.New("SecretProviderClass: spec is not {provider, parameters: map of strings}")
+	if v, err := text(n, "apiVersion"); err != nil || v != classAPIVersion {
+		return out, err // v1alpha1 and others: not served
 	}
-	if d.APIVersion != classAPIVersion {
-		return out, nil // v1alpha1 and others: not served
+	js, err := decode.ToJSON(n, classStrict)
+	if err != nil {
+		return nil, fmt.Errorf("SecretProviderClass: %w", err)
+	}
+	var d struct {
+		Metadata struct {
+			Name      string `json:"name"`
+			Namespace string `json:"namespace"`
+		} `json:"metadata"`
+		Spec struct {
+			Provider   string            `json:"provider"`
+			Parameters map[string]string `json:"parameters"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(js, &d); err != nil {
+		return nil, errors.New("SecretProviderClass: metadata or spec is not of the CRD's shape")
 	}
 	ns := d.Metadata.Namespace
 	if ns == "" {
@@ -167,4 +156,14 @@ func appendClasses(out []*backend.ProviderClass, doc []byte) ([]*backend.Provide
 	}
 	return append(out, &backend.ProviderClass{Namespace: ns, Name: d.Metadata.Name,
 		Provider: d.Spec.Provider, Parameters: d.Spec.Parameters}), nil
+}
+
+// text is the string at key of map n ("" if absent or not a string).
+func text(n *yaml.Node, key string) (string, error) {
+	v, err := decode.Lookup(n, key)
+	if err != nil {
+		return "", err
+	}
+	s, _ := decode.Text(v)
+	return s, nil
 }
