@@ -20,13 +20,18 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/secretfs/secretfs/backend/provider/providertest"
+	"github.com/secretfs/secretfs/sanity/mountns"
 )
 
 // A provider volume survives a SIGKILL of `secretfs csi --keeper`: readers
 // go on without an error, the next process takes the mount back, joins
 // the provider again and follows the next rotation at a republish.
 func TestProviderVolumeSurvivesKill(t *testing.T) {
-	needRoot(t)
+	// A private mount namespace: the kill leaves a held mount, and the
+	// cleanup of a failed run detaches it.
+	if !mountns.Enter(t) {
+		return
+	}
 	root, err := os.MkdirTemp("", "pk") // short: socket paths stay under 108 bytes
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +73,7 @@ func TestProviderVolumeSurvivesKill(t *testing.T) {
 			cur.Process.Signal(syscall.SIGKILL)
 			cur.Wait()
 		}
-		unix.Unmount(target, unix.MNT_DETACH) // ours, in our temp root
+		unix.Unmount(target, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW) // a failed test's own mount, in its temp root
 		k.Process.Kill()
 		k.Wait()
 		if t.Failed() {
@@ -137,6 +142,19 @@ func TestProviderVolumeSurvivesKill(t *testing.T) {
 	}
 	stop.Store(true)
 	wg.Wait()
+	// Unpublish through the plugin, as kubelet does: it unmounts and
+	// removes the target; the cleanup's detach is only for a failure.
+	conn, err := grpc.NewClient("unix://"+csock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := csi.NewNodeClient(conn).NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: req.VolumeId, TargetPath: target}); err != nil {
+		t.Errorf("unpublish: %v", err)
+	}
+	if _, err := os.Stat(target); !os.IsNotExist(err) {
+		t.Errorf("target after unpublish: %v", err)
+	}
 	if errs.Load() > 0 {
 		t.Errorf("%d of %d reads failed across the kill (first: %v)", errs.Load(), reads.Load(), firstErr.Load())
 	}
