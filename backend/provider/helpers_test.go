@@ -113,7 +113,7 @@ func (v *vol) current() map[string]string {
 }
 
 func (e *env) join(req *Request) (*Member, *vol, error) {
-	v := &vol{gotFile: make(chan struct{}, 16)}
+	v := &vol{gotFile: make(chan struct{}, 1)}
 	m, err := e.pool.Join(context.Background(), req, func(f *Files) error {
 		v.show(f)
 		return nil
@@ -122,7 +122,10 @@ func (e *env) join(req *Request) (*Member, *vol, error) {
 		v.mu.Lock()
 		v.changes++
 		v.mu.Unlock()
-		v.gotFile <- struct{}{}
+		select { // onChange runs under the entry's lock: never block
+		case v.gotFile <- struct{}{}:
+		default:
+		}
 	})
 	return m, v, err
 }
