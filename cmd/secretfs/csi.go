@@ -26,7 +26,8 @@ import (
 
 const csiSynopsis = `secretfs csi --endpoint unix:///path/csi.sock --node-id NODE --source SOURCE
              [--registration-dir DIR] [--metrics-addr ADDR] [--mount-root DIR]
-             [--keeper PATH] [--provider-dir DIR]... [--provider-max-recv-bytes N]
+             [--keeper PATH] [--cache-idle DURATION]
+             [--provider-dir DIR]... [--provider-max-recv-bytes N]
 
 Serves the CSI driver ` + csi.DriverName + ` (Identity, Node and a minimal
 Controller): volumes described like a Kubernetes secret volume, mounted as
@@ -54,6 +55,7 @@ func runCSI(args []string, _, stderr io.Writer) int {
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9808)")
 	mountRoot := fs.String("mount-root", csi.DefaultMountRoot, "kubelet's root-dir: the only tree where volumes are mounted, unmounted or removed (and dead ones cleaned at start)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	cacheIdle := fs.Duration("cache-idle", cache.DefaultIdle, "how long a Secret no volume shows any more stays cached (watched) before it is dropped and wiped")
 	keeperPath := fs.String("keeper", "", "socket of a 'secretfs keeper': mounts outlive this process and the next one takes them back")
 	providerDirs := &dirsFlag{dirs: provider.DefaultDirs}
 	fs.Var(providerDirs, "provider-dir", "folder of Secrets Store CSI provider sockets NAME.sock (repeatable; default "+strings.Join(provider.DefaultDirs, " and ")+")")
@@ -74,6 +76,13 @@ func runCSI(args []string, _, stderr io.Writer) int {
 	if *nodeID == "" {
 		return fail(errors.New("--node-id is required"))
 	}
+	idle := *cacheIdle
+	switch {
+	case idle < 0:
+		return fail(fmt.Errorf("--cache-idle %v: must not be negative", idle))
+	case idle == 0:
+		idle = -1 // cache.Options: 0 is the default, negative is "at once"
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fail(fmt.Errorf("--log-level: %w", err))
@@ -86,7 +95,7 @@ func runCSI(args []string, _, stderr io.Writer) int {
 		if err != nil {
 			return fail(err)
 		}
-		cfg.Cache = cache.New(b, cache.Options{Logger: log})
+		cfg.Cache = cache.New(b, cache.Options{Logger: log, Idle: idle})
 		defer cfg.Cache.Close()
 		// Only the API server knows pods' tokens; a file source reads
 		// the same whoever asks.
