@@ -27,6 +27,9 @@ const (
 	attrTTL             = "ttl"
 	attrSecretNamespace = "secretNamespace"
 	attrBase64Keys      = "base64Keys"
+	// attrSecretProviderClass selects a Secrets Store provider volume
+	// (provider.go parses those).
+	attrSecretProviderClass = "secretProviderClass"
 
 	// podInfoPrefix is kubelet's (podInfoOnMount, tokenRequests); keys
 	// under it are never refused, new kubelets may add some.
@@ -40,7 +43,7 @@ const (
 )
 
 var knownAttrs = []string{attrSecretName, attrItems, attrDefaultMode, attrOptional,
-	attrChangeDetection, attrTTL, attrSecretNamespace, attrBase64Keys}
+	attrChangeDetection, attrTTL, attrSecretNamespace, attrBase64Keys, attrSecretProviderClass}
 
 // staticSecretName stands in for the Secret's name when the data comes from
 // the request's `secrets`: errors then read `secret "ns/nodePublishSecretRef" …`.
@@ -55,6 +58,9 @@ type Attributes struct {
 	TTL        time.Duration
 	Pod        PodInfo
 	Persistent bool
+	// Provider is set for a secretProviderClass volume: its files come
+	// from a Secrets Store provider, not from a Secret.
+	Provider *ProviderAttrs `json:",omitempty"`
 }
 
 // PodInfo is what kubelet tells about the Pod (podInfoOnMount).
@@ -122,6 +128,9 @@ func parseAttributes(vc map[string]string, origin volumeOrigin, mountGroup strin
 			return nil, fmt.Errorf("volume attribute %q is unknown (known: %s, and keys under %s)", k, strings.Join(knownAttrs, ", "), podInfoPrefix)
 		}
 	}
+	if _, ok := vc[attrSecretProviderClass]; ok {
+		return parseProviderAttributes(vc, mountGroup)
+	}
 	a := &Attributes{Pod: PodInfo{
 		Name: vc[podNameKey], Namespace: vc[podNamespaceKey], UID: vc[podUIDKey],
 		ServiceAccount: vc[podSAKey], Tokens: vc[tokensKey],
@@ -180,12 +189,8 @@ func parseAttributes(vc map[string]string, origin volumeOrigin, mountGroup strin
 			}
 		}
 	}
-	if mountGroup != "" {
-		g, err := strconv.ParseInt(mountGroup, 10, 64)
-		if err != nil || g < 0 || g > 1<<32-2 {
-			return nil, fmt.Errorf("volume_mount_group %q: not a group ID", mountGroup)
-		}
-		s.FSGroup = &g
+	if s.FSGroup, err = parseMountGroup(mountGroup); err != nil {
+		return nil, err
 	}
 	if err := a.namespace(vc, origin); err != nil {
 		return nil, err
@@ -194,6 +199,18 @@ func parseAttributes(vc map[string]string, origin volumeOrigin, mountGroup strin
 		return nil, fmt.Errorf("volume attributes: %w", err)
 	}
 	return a, nil
+}
+
+// parseMountGroup reads volume_mount_group (kubelet's fsGroup); "" is none.
+func parseMountGroup(mountGroup string) (*int64, error) {
+	if mountGroup == "" {
+		return nil, nil
+	}
+	g, err := strconv.ParseInt(mountGroup, 10, 64)
+	if err != nil || g < 0 || g > 1<<32-2 {
+		return nil, fmt.Errorf("volume_mount_group %q: not a group ID", mountGroup)
+	}
+	return &g, nil
 }
 
 // namespace applies the rule that keeps a Pod inside its namespace: only a

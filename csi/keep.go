@@ -22,6 +22,10 @@ type kept struct {
 	Attrs    Attributes
 	Token    string `json:",omitempty"`
 	Identity backend.Identity
+	// Context and Secrets are a provider volume's request, to join its
+	// entry again (provider.go).
+	Context map[string]string `json:",omitempty"`
+	Secrets map[string]string `json:",omitempty"`
 }
 
 func (d *Driver) meta(volumeID, key string, a *Attributes, id backend.Identity) []byte {
@@ -63,6 +67,9 @@ func (d *Driver) resume(ctx context.Context, e keeper.Entry) error {
 	if err := json.Unmarshal(e.Meta, &k); err != nil {
 		syscall.Close(e.FD)
 		return fmt.Errorf("keeper record: %w", err)
+	}
+	if k.Attrs.Provider != nil {
+		return d.resumeProvider(ctx, e, k)
 	}
 	if k.Identity.Own() && k.Token != "" {
 		k.Identity = backend.Identity{Tokens: []backend.Token{{Value: k.Token}}}

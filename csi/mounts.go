@@ -3,8 +3,10 @@ package csi
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/secretfs/secretfs/backend"
+	"github.com/secretfs/secretfs/backend/provider"
 	"github.com/secretfs/secretfs/live"
 )
 
@@ -21,6 +23,9 @@ type mount struct {
 	// e.g. taken back from the keeper); unpublish checks with it that the
 	// mount at the target is still ours.
 	mntID uint64
+	// provider is the volume's place in its shared provider entry, for
+	// a secretProviderClass volume (atomic: the unmount callback reads it).
+	provider atomic.Pointer[provider.Member]
 }
 
 // mounts is the bookkeeping target → mount. Each target has its own lock,

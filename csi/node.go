@@ -42,6 +42,15 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, invalidArg(err)
 	}
 	r := publishRequest{volumeID: req.GetVolumeId(), target: target.Name, path: target, attrs: a}
+	if a.Provider != nil {
+		// The provider gets volume_context and secrets (tokens
+		// included) as they came, as the driver forwards them.
+		r.context, r.secrets = req.GetVolumeContext(), req.GetSecrets()
+		if err := d.publish(ctx, r); err != nil {
+			return nil, err
+		}
+		return &csi.NodePublishVolumeResponse{}, nil
+	}
 	// With the CSIDriver's serviceAccountTokenInSecrets, kubelet puts the
 	// tokens in `secrets` (where CSI redacts them) instead of volume_context.
 	secrets, tokens := req.GetSecrets(), a.Pod.Tokens

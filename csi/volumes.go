@@ -30,7 +30,8 @@ type publishRequest struct {
 	path     targetpath.Path
 	attrs    *Attributes
 	id       backend.Identity  // the pod's service account and tokens, or zero
-	secrets  map[string]string // the request's `secrets`; used only if attrs.Static
+	secrets  map[string]string // the request's `secrets`; used only if attrs.Static or attrs.Provider
+	context  map[string]string // volume_context as sent; used only if attrs.Provider
 }
 
 // publish mounts r.attrs at r.target, or refreshes the volume already
@@ -102,6 +103,9 @@ func (d *Driver) liveConfig(target string, mt *mount, a *Attributes) live.Config
 
 func (d *Driver) mount(ctx context.Context, r publishRequest, key string) (*mount, error) {
 	a := r.attrs
+	if a.Provider != nil {
+		return d.mountProvider(ctx, r, key)
+	}
 	mt := &mount{volumeID: r.volumeID, key: key, static: a.Static, id: r.id}
 	cfg := d.liveConfig(r.target, mt, a)
 	var err error
@@ -128,6 +132,10 @@ func (d *Driver) mount(ctx context.Context, r publishRequest, key string) (*moun
 // still answers OK (SPEC §4); live counts it.
 func (d *Driver) republish(ctx context.Context, mt *mount, r publishRequest) {
 	var err error
+	if r.attrs.Provider != nil { // same attributes as mt's: the keys match
+		d.republishProvider(ctx, mt, r)
+		return
+	}
 	if mt.static {
 		var s *secret.Secret
 		if s, err = staticSecret(r.attrs, r.secrets); err == nil {
@@ -172,6 +180,9 @@ func (d *Driver) unpublish(ctx context.Context, volumeID string, p targetpath.Pa
 	}
 	if err := mt.onTop(p); err != nil {
 		return err
+	}
+	if m := mt.provider.Load(); m != nil {
+		m.Close() // no more switches; the entry may go
 	}
 	if err := mt.vol.Unmount(); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
@@ -235,7 +246,8 @@ func (a *Attributes) key() string {
 		Base64Keys []string
 		Strategy   cache.Strategy
 		TTL        time.Duration
-	}{a.Spec, a.Static, a.Base64Keys, a.Strategy, a.TTL})
+		Provider   *ProviderAttrs `json:",omitempty"`
+	}{a.Spec, a.Static, a.Base64Keys, a.Strategy, a.TTL, a.Provider})
 	return string(js)
 }
 

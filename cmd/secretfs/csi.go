@@ -11,11 +11,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/secretfs/secretfs/backend/provider"
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/csi"
 	"github.com/secretfs/secretfs/keeper"
@@ -26,11 +28,14 @@ import (
 const csiSynopsis = `secretfs csi --endpoint unix:///path/csi.sock --node-id NODE --source SOURCE
              [--registration-dir DIR] [--metrics-addr ADDR] [--mount-root DIR]
              [--keeper PATH] [--cache-idle DURATION]
+             [--provider-dir DIR]... [--provider-max-recv-bytes N]
 
 Serves the CSI driver ` + csi.DriverName + ` (Identity, Node and a minimal
 Controller): volumes described like a Kubernetes secret volume, mounted as
 read-only in-memory FUSE filesystems. SOURCE is file:DIR or kube; volumes
-whose data comes in nodePublishSecretRef need no source (--source none).`
+whose data comes in nodePublishSecretRef need no source (--source none).
+Volumes with secretProviderClass get their files from a Secrets Store CSI
+provider listening on DIR/NAME.sock.`
 
 func init() {
 	commands["csi"] = command{"serve the CSI driver (kubelet plugin)", runCSI}
@@ -53,6 +58,9 @@ func runCSI(args []string, _, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	cacheIdle := fs.Duration("cache-idle", cache.DefaultIdle, "how long a Secret no volume shows any more stays cached (watched) before it is dropped and wiped")
 	keeperPath := fs.String("keeper", "", "socket of a 'secretfs keeper': mounts outlive this process and the next one takes them back")
+	providerDirs := &dirsFlag{dirs: provider.DefaultDirs}
+	fs.Var(providerDirs, "provider-dir", "folder of Secrets Store CSI provider sockets NAME.sock (repeatable; default "+strings.Join(provider.DefaultDirs, " and ")+")")
+	providerMaxRecv := fs.Int("provider-max-recv-bytes", provider.DefaultMaxRecvBytes, "largest Mount reply accepted from a provider")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -94,6 +102,14 @@ func runCSI(args []string, _, stderr io.Writer) int {
 		// Only the API server knows pods' tokens; a file source reads
 		// the same whoever asks.
 		cfg.PodTokens = *source == "kube"
+		pool, client, err := openProviders(*source, b, providerDirs.dirs, *providerMaxRecv, log)
+		if err != nil {
+			return fail(err)
+		}
+		if client != nil {
+			defer client.Close()
+		}
+		cfg.Providers = pool
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
