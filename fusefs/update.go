@@ -41,7 +41,6 @@ func (fs *FS) Update(p *volume.Payload) error {
 		}
 	}
 	fs.install(v)
-	old.retired.Store(v.created.UnixNano())
 	fs.mu.Unlock()
 	metrics.Switches.Inc()
 

@@ -329,9 +329,6 @@ func (v *Volume) Done() <-chan struct{} { return v.fs.Done() }
 // Dir is where the volume is mounted.
 func (v *Volume) Dir() string { return v.dir }
 
-// FS exposes the filesystem (stats, tests).
-func (v *Volume) FS() *fusefs.FS { return v.fs }
-
 func closeFD(fd int) {
 	if fd >= 0 {
 		syscall.Close(fd)

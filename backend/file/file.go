@@ -57,9 +57,6 @@ func New(dir string) (*Backend, error) {
 	return &Backend{dir: abs, subs: map[*sub]struct{}{}}, nil
 }
 
-// Dir is the absolute path of the folder.
-func (b *Backend) Dir() string { return b.dir }
-
 // Get reads the folder now. The Secret found once is returned (or its
 // *secret.InvalidError); twice is an error wrapping ErrDuplicate naming both
 // files; not found is backend.ErrNotFound only when the folder was read and

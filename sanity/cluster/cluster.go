@@ -54,15 +54,14 @@ type Cluster struct {
 	AdminToken string // bearer token of user "admin" in group system:masters
 	AuditLog   string // JSON lines, see AuditEvents
 
-	opts     Options
-	caPEM    []byte
-	apiArgs  []string
-	etcd     *proc
-	apiSrv   *proc
-	ownsDir  bool
-	etcdURL  string
-	apiPort  int
-	readyFor time.Duration
+	opts    Options
+	caPEM   []byte
+	apiArgs []string
+	etcd    *proc
+	apiSrv  *proc
+	ownsDir bool
+	etcdURL string
+	apiPort int
 }
 
 // StartControlPlane starts etcd and kube-apiserver with their state in dir
@@ -193,8 +192,7 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 	if err := c.waitHTTP(ctx, p, c.Host+"/readyz", true); err != nil {
 		return err
 	}
-	c.readyFor = time.Since(t0)
-	c.opts.Log.Info("kube-apiserver ready", "host", c.Host, "pid", p.PID(), "took", c.readyFor.Round(time.Millisecond))
+	c.opts.Log.Info("kube-apiserver ready", "host", c.Host, "pid", p.PID(), "took", time.Since(t0).Round(time.Millisecond))
 	return nil
 }
 
@@ -269,6 +267,3 @@ func (c *Cluster) PIDs() map[string]int {
 	}
 	return m
 }
-
-// APIServerReadyAfter is how long the last (re)start of kube-apiserver took.
-func (c *Cluster) APIServerReadyAfter() time.Duration { return c.readyFor }
