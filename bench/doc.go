@@ -20,7 +20,7 @@
 //	read-ops/s  open+read(4 KiB buffer, returns 1 KiB)+close per second
 //	stat-ops/s  stat(2) (following the links) per second
 //	read-x-tmpfs, stat-x-tmpfs  (fuse only) ratio to the tmpfs run just
-//	            before it; the goal is read-x-tmpfs >= 0.8
+//	            before it; the target is read-x-tmpfs >= 0.8
 //
 // ns/op there is the wall time of one iteration (both reader runs), not a
 // per-read figure.

@@ -17,7 +17,8 @@ import (
 	"github.com/secretfs/secretfs/secret"
 )
 
-// Strategy is how a subscriber learns of changes (SPEC §2 "Updates").
+// Strategy is how a subscriber learns of changes, with the names of
+// kubelet's configMapAndSecretChangeDetectionStrategy.
 type Strategy string
 
 const (

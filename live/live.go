@@ -207,7 +207,7 @@ func (v *Volume) follow(st cache.State) {
 
 // apply switches to the version of s. A missing Secret empties an
 // optional volume; a non-optional one keeps its last good version and the
-// error is returned (SPEC §2).
+// error is returned.
 func (v *Volume) apply(s *secret.Secret, missing bool) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()

@@ -1,6 +1,8 @@
 // Package secret holds the Kubernetes v1/Secret model: parsing manifests,
-// merging stringData into data and every validation rule of SPEC §1.
-// Values are never put into errors or logs; only keys, names and sizes.
+// merging stringData into data, and the validation rules the API server
+// applies to a Secret (names, keys, types and the keys each built-in type
+// requires), plus the env and exec view of one (env.go). Values are never
+// put into errors or logs; only keys, names and sizes.
 //
 // Manifest text is decoded by package manifest, strictly (duplicate keys,
 // non-string keys and tagged or non-string values in data and stringData

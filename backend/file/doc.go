@@ -1,7 +1,14 @@
 // Package file is the "file:DIR" source: a folder of Kubernetes manifests
-// (SPEC §3). Every Get re-reads the folder; Watch shares one fsnotify watch
+// (*.yaml, *.yml, *.json directly in DIR, each holding one or more objects;
+// only Secrets are used). Every Get re-reads the folder (scan.go), parsing
+// again only the files whose stamp changed; Watch shares one fsnotify watch
 // of the folder between all watched Secrets and reports, per Secret, only
 // real changes.
+//
+// A Secret defined in two files is an error naming both (ErrDuplicate),
+// and a file that cannot be read or parsed makes every answer untrusted
+// (ErrUnreachable) rather than "not found", so a broken edit never looks
+// like a deleted Secret.
 //
 // Only regular files are read (read.go): a FIFO, socket or device named
 // like a manifest is looked at with lstat and never opened, a manifest over

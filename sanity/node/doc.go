@@ -4,7 +4,7 @@
 // controller-manager: Pods carry spec.nodeName, use hostNetwork, and each
 // namespace's "default" ServiceAccount is created by EnsureNamespace.
 //
-// What this VM needs (see /work/shared/FACTS.md): Debian's containerd, runc,
+// What a Debian VM needs: Debian's containerd, runc,
 // containernetworking-plugins, umoci, skopeo and busybox-static (installed
 // by EnsurePackages through apt); containerd's CRI with
 // restrict_oom_score_adj (the VM drops CAP_SYS_RESOURCE); a loopback-only CNI

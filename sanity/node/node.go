@@ -83,7 +83,8 @@ type Node struct {
 	lock       *os.File
 }
 
-// sysctls kubelet sets at start (pkg/kubelet/cm: setupKernelTunables) and
+// sysctls kubelet sets at start (its container manager's
+// setupKernelTunables) and
 // Stop restores.
 var kubeletSysctls = []string{
 	"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
