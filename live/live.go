@@ -339,8 +339,8 @@ func (v *Volume) Unmount() error {
 	return err
 }
 
-// Abandon stops serving without unmounting, for a planned restart with a
-// keeper: the next process takes the mount over.
+// Abandon stops following the Secret without unmounting, for a planned
+// restart with a keeper: the next process takes the mount over.
 func (v *Volume) Abandon() {
 	if v.sub != nil {
 		v.sub.Close()
