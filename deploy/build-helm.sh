@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # build-helm.sh — builds helm (v3.22.0) from the Go module proxy, once, into
 #   ${SECRETFS_CACHE:-/var/cache/secretfs}/helm-v3.22.0/bin/helm
-# and prints that path on stdout. `make helm-lint`, `make deploy` and the
+# and prints that path on stdout. `build-helm.sh --built` only says (exit
+# status) whether it is built. `make helm-lint`, `make deploy` and the
 # chart tests in deploy/ use it; CI (.ci/run) runs it before `make test`.
 # The throwaway module lives under the cache folder, never in the repo, as
 # sanity/cluster/build.sh does for Kubernetes. Idempotent (a stamp) and safe
@@ -18,6 +19,8 @@ export GOWORK=off GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
 
 log() { echo "build-helm.sh: $*" >&2; }
 now() { date +%s; }
+
+if [[ ${1:-} == --built ]]; then [[ -x $BIN/helm && -f $STAMP ]]; exit; fi
 
 mkdir -p "$BIN"
 exec 9>"$ROOT/build.lock"

@@ -7,7 +7,8 @@
 #   chart.sh render DIR [ARGS...]
 #                             render the chart into DIR/NAME.yaml, one file
 #                             per template (ARGS go to helm template)
-#   chart.sh manifests        render deploy/*.yaml with default values (make deploy)
+#   chart.sh manifests [DIR]  render deploy/*.yaml with default values (make
+#                             deploy); with DIR, into DIR and nothing else
 #   chart.sh lint             helm lint --strict and helm template, with the
 #                             default values and ci/*-values.yaml (make helm-lint)
 # helm is built once into /var/cache/secretfs by deploy/build-helm.sh.
@@ -61,6 +62,7 @@ case ${1:-} in
     dir=$2; shift 2
     render "$dir" "$@" ;;
   manifests)
+    if [[ -n ${2:-} ]]; then render "$2" "${RELEASE[@]}"; exit 0; fi
     tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
     render "$tmp" "${RELEASE[@]}"
     # Replace the rendered files only: examples/, chart/ and the rest stay.
@@ -75,5 +77,5 @@ case ${1:-} in
       helm template secretfs "$CHART" --namespace secretfs "${args[@]}" >/dev/null
     done ;;
   *)
-    sed -n '2,13p' "$0" >&2; exit 2 ;;
+    sed -n '2,14p' "$0" >&2; exit 2 ;;
 esac

@@ -111,7 +111,7 @@ func TestDaemonSet(t *testing.T) {
 	})
 
 	kubectl := filepath.Join(cluster.BinDir(), "kubectl")
-	for _, f := range []string{"../deploy/csidriver.yaml", "../deploy/rbac.yaml"} {
+	for _, f := range []string{"../deploy/csidriver.yaml", "../deploy/rbac.yaml", "../deploy/secretproviderclass-crd.yaml"} {
 		out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", c.Kubeconfig, "apply", "-f", f).CombinedOutput()
 		if err != nil {
 			t.Fatalf("kubectl apply -f %s: %v\n%s", f, err, out)
@@ -264,11 +264,18 @@ func rewriteManifest(t *testing.T, c *cluster.Cluster, name, container string) *
 		t.Fatal(err)
 	}
 	b = bytes.ReplaceAll(b, []byte("/var/lib/kubelet"), []byte(theNode.KubeletRoot))
-	// The keeper's socket folder, inside the node's folder (no host change).
-	b = bytes.ReplaceAll(b, []byte("/run/secretfs"), []byte(filepath.Join(theNode.Dir, "run-secretfs")))
+	// The keeper's socket folder and the providers' (hostPath
+	// DirectoryOrCreate), inside the node's folder (no host change).
+	for host, dir := range map[string]string{
+		"/run/secretfs":                               "run-secretfs",
+		"/var/run/secrets-store-csi-providers":        "providers-var-run",
+		"/etc/kubernetes/secrets-store-csi-providers": "providers-etc",
+	} {
+		b = bytes.ReplaceAll(b, []byte(host), []byte(filepath.Join(theNode.Dir, dir)))
+	}
 	var ds appsv1.DaemonSet
 	if err := yaml.UnmarshalStrict(b, &ds); err != nil {
-		t.Fatalf("deploy/daemonset.yaml: %v", err)
+		t.Fatalf("deploy/%s: %v", name, err)
 	}
 	u, err := url.Parse(c.Host)
 	if err != nil {
