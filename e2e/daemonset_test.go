@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -212,19 +213,7 @@ done`
 	reader = waitPod(t, reader, 2*time.Minute, corev1.PodRunning)
 	waitLog(t, reader, "v0", 30*time.Second)
 	old := dsPod.Name
-	if err := kc.CoreV1().Pods(dsPod.Namespace).Delete(ctx, old, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		_, err := kc.CoreV1().Pods(dsPod.Namespace).Get(ctx, old, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("plugin Pod %s still there a minute after its deletion", old)
-		}
-	}
-	dsPod = runningPod(t, ctx, ds, kcm)
+	dsPod = replacePod(t, ctx, ds, dsPod, kcm)
 	step("plugin Pod " + old + " replaced by " + dsPod.Name)
 	updateSecret(t, ns, "up", map[string]string{"k": "v1"})
 	waitLog(t, reader, "v1", 30*time.Second)
@@ -238,12 +227,141 @@ done`
 	if plog, err := theNode.LogText(dsPod, "secretfs"); err != nil || !strings.Contains(plog, "volume taken over") {
 		t.Errorf("the new plugin did not take the mount over (%v):\n%s", err, indent(plog))
 	}
+
+	dsPod = upgradeKeeper(t, ctx, ns, reader, keeperDS, ds, dsPod, kcm, step)
 	zero = int64(0)
 	kc.CoreV1().Pods(ns).Delete(ctx, reader.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	if err := waitNoSecretfsMounts(2 * time.Minute); err != nil {
 		t.Error(err)
 	}
 	step("reading Pod deleted, its volume unpublished by the new plugin")
+}
+
+// upgradeKeeper replaces the keeper as its OnDelete strategy wants it
+// (its Pod deleted, the controller makes a new one, which holds nothing),
+// then the plugin, as the next rollout does. Required: the keeper's
+// replacement costs the reader nothing and updates still arrive; after
+// the plugin's, whose mounts no keeper held any more, kubelet's
+// republish mounts the volume afresh on the node and a new Pod reads the
+// Secret. Measured (README "Upgrade"): how long the running reader sees
+// errors. It returns the new plugin Pod.
+func upgradeKeeper(t *testing.T, ctx context.Context, ns string, reader *corev1.Pod,
+	keeperDS, ds *appsv1.DaemonSet, dsPod *corev1.Pod, kcm *node.ControllerManager, step func(string)) *corev1.Pod {
+	t.Helper()
+	target := secretfsTarget(t, reader)
+	replacePod(t, ctx, keeperDS, runningPod(t, ctx, keeperDS, kcm), kcm)
+	step("keeper Pod replaced (its OnDelete upgrade)")
+	updateSecret(t, ns, "up", map[string]string{"k": "v2"})
+	waitLog(t, reader, "v2", 30*time.Second)
+	if errs := errLines(t, reader, time.Time{}); len(errs) > 0 {
+		t.Errorf("the reading Pod failed %d reads while the keeper was replaced, first at %s", len(errs), errs[0].Format(time.RFC3339Nano))
+	}
+	step("an update after the keeper's replacement reached the reading Pod; no failed read")
+
+	restarted := time.Now()
+	dsPod = replacePod(t, ctx, ds, dsPod, kcm)
+	step("plugin Pod replaced too: no keeper held its mounts")
+	live := waitReadable(filepath.Join(target, "k"), 4*time.Minute)
+	if live.IsZero() {
+		t.Errorf("no readable secretfs mount at %s 4 min after the plugin's restart: kubelet did not republish", target)
+	} else {
+		step(fmt.Sprintf("kubelet republished the volume: the node's mount readable %.1fs after the plugin Pod's deletion",
+			live.Sub(restarted).Seconds()))
+	}
+	// Does the running container see the fresh mount? Its own bind of the
+	// old one is private to it (kubelet's default mount propagation).
+	updateSecret(t, ns, "up", map[string]string{"k": "v3"})
+	seen := waitLogQuiet(reader, "v3", 20*time.Second)
+	errs := errLines(t, reader, restarted)
+	switch {
+	case len(errs) == 0:
+		t.Logf("MEASURED: the reading Pod failed no read after the plugin's restart without a keeper")
+	case !seen.IsZero():
+		t.Logf("MEASURED: the reading Pod failed %d reads from %s to %s (%.1fs), then read the update",
+			len(errs), errs[0].Format(time.RFC3339Nano), errs[len(errs)-1].Format(time.RFC3339Nano),
+			errs[len(errs)-1].Sub(errs[0]).Seconds())
+	default:
+		t.Logf("MEASURED: the reading Pod failed %d reads from %s and still fails %.1fs after the plugin's restart, %.1fs after the node's mount was republished: a running container keeps the dead mount until it restarts",
+			len(errs), errs[0].Format(time.RFC3339Nano), time.Since(restarted).Seconds(), time.Since(live).Seconds())
+	}
+	after := createPod(t, makePod(podSpec{ns: ns, name: "after-keeper", script: `cat /etc/foo/k`,
+		vols: []vol{{"foo", "/etc/foo", corev1.SecretVolumeSource{SecretName: "up"}}}}, kindCSI))
+	after = waitPod(t, after, 2*time.Minute, corev1.PodSucceeded)
+	if log, _ := theNode.LogText(after, "c"); strings.TrimSpace(log) != "v3" {
+		t.Errorf("a new Pod after the keeper's upgrade read %q, want v3", log)
+	}
+	step("a new Pod read the Secret after the keeper's upgrade")
+	zero := int64(0)
+	kc.CoreV1().Pods(ns).Delete(ctx, after.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	return dsPod
+}
+
+// replacePod deletes a DaemonSet's Pod, waits until it is gone and
+// returns the one the controller makes instead, once it runs.
+func replacePod(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet, pod *corev1.Pod, kcm *node.ControllerManager) *corev1.Pod {
+	t.Helper()
+	if err := kc.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		_, err := kc.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Pod %s still there a minute after its deletion", pod.Name)
+		}
+	}
+	return runningPod(t, ctx, ds, kcm)
+}
+
+// errLines returns the times of the reader's failed reads ("ERR") after since.
+func errLines(t *testing.T, reader *corev1.Pod, since time.Time) []time.Time {
+	t.Helper()
+	lines, err := theNode.Logs(reader, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []time.Time
+	for _, l := range lines {
+		if l.Text == "ERR" && l.Time.After(since) {
+			out = append(out, l.Time)
+		}
+	}
+	return out
+}
+
+// secretfsTarget is the node's path of pod's secretfs volume.
+func secretfsTarget(t *testing.T, pod *corev1.Pod) string {
+	t.Helper()
+	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("fuse.secretfs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mi := range infos {
+		if strings.Contains(mi.Mountpoint, "/pods/"+string(pod.UID)+"/volumes/") {
+			return mi.Mountpoint
+		}
+	}
+	t.Fatalf("no secretfs mount of Pod %s on the node", pod.Name)
+	return ""
+}
+
+// waitReadable waits until path reads from the node, each try bounded (a
+// mount held but not served would block), and returns when; zero on timeout.
+func waitReadable(path string, timeout time.Duration) time.Time {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		done := make(chan error, 1)
+		go func() { _, err := os.ReadFile(path); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil {
+				return time.Now()
+			}
+		case <-time.After(2 * time.Second):
+		}
+	}
+	return time.Time{}
 }
 
 // rewriteDaemonSet reads deploy/daemonset.yaml and adapts it to the
