@@ -20,8 +20,9 @@ CRD_MODULE=sigs.k8s.io/secrets-store-csi-driver@v1.6.0
 CRD_PATH=charts/secrets-store-csi-driver/crds/secrets-store.csi.x-k8s.io_secretproviderclasses.yaml
 CRD_COPY=$CHART/files/$(basename "$CRD_PATH")
 # deploy/*.yaml are the release "secretfs" in namespace "secretfs", with
-# the Namespace object (which `helm install --create-namespace` makes).
-RELEASE=(secretfs "$CHART" --namespace secretfs --set createNamespace=true)
+# the Namespace object (which `helm install --create-namespace` makes), for
+# the Kubernetes release the tests run (the chart renders fields by version).
+RELEASE=(secretfs "$CHART" --namespace secretfs --set createNamespace=true --kube-version v1.37.2)
 HEADER="# Rendered from deploy/chart/secretfs by \`make deploy\` (default values): edit the chart, not this file."
 
 helm() { "$(bash "$DEPLOY/build-helm.sh")" "$@"; }
