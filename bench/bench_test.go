@@ -75,6 +75,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/secretfs/secretfs/sanity/needroot"
 )
 
 // Environment of a re-executed reader.
@@ -316,12 +318,7 @@ func value(gen, size int) []byte {
 
 // needRoot skips without the privileges to mount.
 func needRoot(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("mounts need root")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		b.Skip("no /dev/fuse")
-	}
+	needroot.FUSE(b, "benchmarks mount FUSE")
 }
 
 // mountTmpfs lays out files like kubelet's atomic writer on a fresh tmpfs,

@@ -64,11 +64,59 @@ type PodInfo struct {
 	Tokens string
 }
 
+// volumeOrigin is what a volume id tells about who wrote the attributes.
+type volumeOrigin int
+
+const (
+	originUnknown    volumeOrigin = iota // a PV's handle: ephemeral says
+	originController                     // our Controller's id: persistent
+	originInline                         // kubelet's inline id: ephemeral, always
+)
+
+// ParseVolumeAttributes is ParseAttributes for the volume volumeID: an id
+// of our Controller makes the volume persistent, kubelet's inline id
+// (csi-<64 hex>) makes it ephemeral whatever
+// csi.storage.k8s.io/ephemeral says, so a Pod's author cannot claim
+// another namespace by writing ephemeral "false" into an inline volume.
+func ParseVolumeAttributes(volumeID string, vc map[string]string, mountGroup string) (*Attributes, error) {
+	origin := originUnknown
+	switch {
+	case isControllerID(volumeID):
+		origin = originController
+	case isInlineID(volumeID):
+		origin = originInline
+	}
+	return parseAttributes(vc, origin, mountGroup)
+}
+
+// isInlineID says id is kubelet's id of a CSI inline volume:
+// "csi-" + hex(sha256(pod uid + volume name)).
+func isInlineID(id string) bool {
+	h, ok := strings.CutPrefix(id, "csi-")
+	if !ok || len(h) != 64 {
+		return false
+	}
+	for _, c := range h {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // ParseAttributes turns volume_context into Attributes, applying the
 // namespace rule of SPEC §4. ours says the volume id was made by our
 // Controller; mountGroup is volume_capability.mount.volume_mount_group.
 // Errors name the attribute and map to InvalidArgument.
 func ParseAttributes(vc map[string]string, ours bool, mountGroup string) (*Attributes, error) {
+	origin := originUnknown
+	if ours {
+		origin = originController
+	}
+	return parseAttributes(vc, origin, mountGroup)
+}
+
+func parseAttributes(vc map[string]string, origin volumeOrigin, mountGroup string) (*Attributes, error) {
 	for k := range vc {
 		if !slices.Contains(knownAttrs, k) && !strings.HasPrefix(k, podInfoPrefix) {
 			return nil, fmt.Errorf("volume attribute %q is unknown (known: %s, and keys under %s)", k, strings.Join(knownAttrs, ", "), podInfoPrefix)
@@ -139,7 +187,7 @@ func ParseAttributes(vc map[string]string, ours bool, mountGroup string) (*Attri
 		}
 		s.FSGroup = &g
 	}
-	if err := a.namespace(vc, ours); err != nil {
+	if err := a.namespace(vc, origin); err != nil {
 		return nil, err
 	}
 	if err := s.Validate(); err != nil {
@@ -151,16 +199,25 @@ func ParseAttributes(vc map[string]string, ours bool, mountGroup string) (*Attri
 // namespace applies the rule that keeps a Pod inside its namespace: only a
 // volume known to be persistent (its attributes written by an admin in a
 // PV, not by the Pod's author) may name another namespace.
-func (a *Attributes) namespace(vc map[string]string, ours bool) error {
+func (a *Attributes) namespace(vc map[string]string, origin volumeOrigin) error {
 	eph, hasEph := vc[ephemeralKey]
 	switch eph {
 	case "", "true", "false":
 	default:
 		return fmt.Errorf("volume attribute %s: %q is neither \"true\" nor \"false\"", ephemeralKey, eph)
 	}
-	// kubelet says "true" for inline volumes; their ids are kubelet's own
-	// ("csi-<sha256>"), so "true" wins over an id that looks like ours.
-	a.Persistent = eph == "false" || ours && !(hasEph && eph == "true")
+	switch origin {
+	case originInline:
+		// kubelet's own id: the attributes are the Pod author's, and
+		// so is any "ephemeral: false" among them.
+		a.Persistent = false
+	case originController:
+		// kubelet says "true" for inline volumes, so "true" wins over
+		// an id that looks like ours.
+		a.Persistent = !(hasEph && eph == "true")
+	default:
+		a.Persistent = eph == "false"
+	}
 	podNS, secretNS := a.Pod.Namespace, vc[attrSecretNamespace]
 	switch {
 	case a.Persistent && secretNS != "":

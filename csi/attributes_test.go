@@ -177,3 +177,43 @@ func TestControllerID(t *testing.T) {
 		}
 	}
 }
+
+// kubelet's inline ids make a volume ephemeral whatever its attributes
+// say: "ephemeral: false" written by the Pod's author reaches no other
+// namespace (SPEC §4 "Safety on the node").
+func TestInlineIDIsEphemeral(t *testing.T) {
+	inline := "csi-" + strings.Repeat("0123456789abcdef", 4)
+	for _, id := range []string{inline, "csi-" + strings.Repeat("f", 64)} {
+		if !isInlineID(id) {
+			t.Errorf("%q not taken for an inline id", id)
+		}
+	}
+	for _, id := range []string{"csi-" + strings.Repeat("F", 64), "csi-" + strings.Repeat("a", 63), "csi-x", "pv-1", ""} {
+		if isInlineID(id) {
+			t.Errorf("%q taken for an inline id", id)
+		}
+	}
+	trick := map[string]string{"secretName": "s", "secretNamespace": "kube-system", ephemeralKey: "false"}
+	if _, err := ParseVolumeAttributes(inline, trick, ""); err == nil || !strings.Contains(err.Error(), podNamespaceKey) {
+		t.Errorf("inline id, ephemeral false, no pod info: %v; want refused", err)
+	}
+	trick[podNamespaceKey] = "team"
+	if _, err := ParseVolumeAttributes(inline, trick, ""); err == nil || !strings.Contains(err.Error(), attrSecretNamespace) {
+		t.Errorf("inline id, ephemeral false, other namespace: %v; want refused", err)
+	}
+	trick[attrSecretNamespace] = "team"
+	a, err := ParseVolumeAttributes(inline, trick, "")
+	if err != nil || a.Persistent || a.Spec.Namespace != "team" {
+		t.Errorf("inline id, own namespace: %+v %v", a, err)
+	}
+	// A PV's handle is persistent when kubelet says so; our Controller's
+	// id always.
+	pv := map[string]string{"secretName": "s", "secretNamespace": "other", ephemeralKey: "false"}
+	if a, err := ParseVolumeAttributes("pv-1", pv, ""); err != nil || a.Spec.Namespace != "other" {
+		t.Errorf("PV: %+v %v", a, err)
+	}
+	ours := controllerID("pvc-1", map[string]string{"secretName": "s"})
+	if a, err := ParseVolumeAttributes(ours, map[string]string{"secretName": "s", "secretNamespace": "other"}, ""); err != nil || a.Spec.Namespace != "other" {
+		t.Errorf("our id: %+v %v", a, err)
+	}
+}

@@ -16,6 +16,10 @@ type mount struct {
 	static bool   // fed from the request's `secrets`, updated with Set
 	token  string // the pod token it reads with ("" for our own identity)
 	vol    *live.Volume
+	// mntID is the kernel's id of the mount made at publish (0: unknown,
+	// e.g. taken back from the keeper); unpublish checks with it that the
+	// mount at the target is still ours.
+	mntID uint64
 }
 
 // mounts is the bookkeeping target → mount. Each target has its own lock,

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"path/filepath"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
@@ -13,10 +12,20 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// maxVolumeContext bounds volume_context (keys and values in all): real
+// attributes are a few KiB; more is refused before anything reads it.
+const maxVolumeContext = 256 << 10
+
 // NodePublishVolume validates the whole request before looking anything
 // up, so a bad request fails the same way whatever is mounted.
 func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
-	target, err := checkVolumeAndPath(req.GetVolumeId(), req.GetTargetPath(), "target_path")
+	if n := contextSize(req.GetVolumeContext()); n > maxVolumeContext {
+		return nil, status.Errorf(codes.InvalidArgument, "volume_context is %d bytes, over the limit of %d", n, maxVolumeContext)
+	}
+	if err := checkVolumeID(req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	target, err := d.checkPath("target_path", req.GetTargetPath())
 	if err != nil {
 		return nil, err
 	}
@@ -25,11 +34,11 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, err
 	}
 	// req.Readonly false is fine: the mount is read-only whatever is asked.
-	a, err := ParseAttributes(req.GetVolumeContext(), isControllerID(req.GetVolumeId()), c.GetMount().GetVolumeMountGroup())
+	a, err := ParseVolumeAttributes(req.GetVolumeId(), req.GetVolumeContext(), c.GetMount().GetVolumeMountGroup())
 	if err != nil {
 		return nil, invalidArg(err)
 	}
-	r := publishRequest{volumeID: req.GetVolumeId(), target: target, attrs: a}
+	r := publishRequest{volumeID: req.GetVolumeId(), target: target.Name, path: target, attrs: a}
 	// With the CSIDriver's serviceAccountTokenInSecrets, kubelet puts the
 	// tokens in `secrets` (where CSI redacts them) instead of volume_context.
 	secrets, tokens := req.GetSecrets(), a.Pod.Tokens
@@ -52,7 +61,10 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 }
 
 func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
-	target, err := checkVolumeAndPath(req.GetVolumeId(), req.GetTargetPath(), "target_path")
+	if err := checkVolumeID(req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	target, err := d.checkPath("target_path", req.GetTargetPath())
 	if err != nil {
 		return nil, err
 	}
@@ -82,10 +94,19 @@ func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRe
 // NodeGetVolumeStats reports the volume's size as the filesystem's statfs
 // does: all of it used, none free (it is read-only).
 func (d *Driver) NodeGetVolumeStats(_ context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
-	path, err := checkVolumeAndPath(req.GetVolumeId(), req.GetVolumePath(), "volume_path")
-	if err != nil {
+	if err := checkVolumeID(req.GetVolumeId()); err != nil {
 		return nil, err
 	}
+	if req.GetVolumePath() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_path is required")
+	}
+	// Every published volume passed the guard, so a path it refuses holds
+	// none: NotFound, as CSI wants for a path without the volume.
+	p, err := d.guard.Check(req.GetVolumePath())
+	if err != nil {
+		return nil, status.Errorf(codes.NotFound, "volume_path: %v: no volume is published there", err)
+	}
+	path := p.Name
 	mt := d.mounts.get(path)
 	if mt == nil || mt.volumeID != req.GetVolumeId() {
 		return nil, status.Errorf(codes.NotFound, "volume %q is not published at %s", req.GetVolumeId(), path)
@@ -101,16 +122,20 @@ func (d *Driver) NodeGetVolumeStats(_ context.Context, req *csi.NodeGetVolumeSta
 	}}, nil
 }
 
-// checkVolumeAndPath checks the two arguments every Node call carries
-// and returns the path cleaned (the bookkeeping key).
-func checkVolumeAndPath(id, path, field string) (string, error) {
+func checkVolumeID(id string) error {
 	if id == "" {
-		return "", status.Error(codes.InvalidArgument, "volume_id is required")
+		return status.Error(codes.InvalidArgument, "volume_id is required")
 	}
-	if path == "" {
-		return "", status.Errorf(codes.InvalidArgument, "%s is required", field)
+	return nil
+}
+
+// contextSize is volume_context's size, keys and values in all.
+func contextSize(vc map[string]string) int {
+	n := 0
+	for k, v := range vc {
+		n += len(k) + len(v)
 	}
-	return filepath.Clean(path), nil
+	return n
 }
 
 // podToken picks the pod's token from serviceAccount.tokens

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/secretfs/secretfs/sanity/needroot"
 	"github.com/secretfs/secretfs/volume"
 )
 
@@ -28,9 +29,7 @@ func payload(files map[string]string, mode uint32) *volume.Payload {
 // mount mounts p on a fresh folder and unmounts at the end of the test.
 func mount(t *testing.T, opts Options, p *volume.Payload) (*FS, string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("FUSE mounts need root")
-	}
+	needroot.FUSE(t, "mount FUSE")
 	dir := t.TempDir()
 	// t.TempDir is 0700: let other users reach the mount, as they would
 	// reach a Pod's volume.
@@ -240,9 +239,7 @@ func (fs *FS) hasVersion(gen uint64) bool {
 }
 
 func TestUnmountFromOutside(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("FUSE mounts need root")
-	}
+	needroot.FUSE(t, "mount FUSE")
 	dir := t.TempDir()
 	fs, err := New(Options{}, payload(map[string]string{"k": "v"}, 0o644))
 	if err != nil {
@@ -265,9 +262,7 @@ func TestUnmountFromOutside(t *testing.T) {
 // must not write a notification to whatever file reuses the descriptor
 // number, and no version may be added once the session ended.
 func TestNoNoticeAfterUnmount(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("FUSE mounts need root")
-	}
+	needroot.FUSE(t, "mount FUSE")
 	dir := t.TempDir()
 	fs, err := New(Options{Grace: 100 * time.Millisecond}, payload(map[string]string{"k": "1"}, 0o644))
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/live"
 	"github.com/secretfs/secretfs/sanity/cluster"
+	"github.com/secretfs/secretfs/sanity/needroot"
 	"github.com/secretfs/secretfs/volume"
 )
 
@@ -36,9 +37,7 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("FUSE mounts need root")
-	}
+	needroot.FUSE(t, "volumes mount FUSE")
 	c := cluster.Start(t)
 	b, err := kube.New(c.RestConfig(), kube.Options{})
 	if err != nil {

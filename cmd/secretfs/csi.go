@@ -48,7 +48,7 @@ func runCSI(args []string, _, stderr io.Writer) int {
 	regDir := fs.String("registration-dir", "", "kubelet's plugins_registry folder: register there without a sidecar")
 	regEndpoint := fs.String("kubelet-endpoint", "", "the CSI socket path as kubelet sees it (default: the --endpoint path)")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9808)")
-	mountRoot := fs.String("mount-root", "/var/lib/kubelet", "clean dead secretfs mounts under this folder at start")
+	mountRoot := fs.String("mount-root", csi.DefaultMountRoot, "kubelet's root-dir: the only tree where volumes are mounted, unmounted or removed (and dead ones cleaned at start)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	keeperPath := fs.String("keeper", "", "socket of a 'secretfs keeper': mounts outlive this process and the next one takes them back")
 	if err := fs.Parse(args); err != nil {
@@ -73,7 +73,7 @@ func runCSI(args []string, _, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	cfg := csi.Config{Version: version, NodeID: *nodeID, Logger: log}
+	cfg := csi.Config{Version: version, NodeID: *nodeID, Logger: log, MountRoot: *mountRoot}
 	if *source != "none" {
 		b, err := openSource(*source)
 		if err != nil {
@@ -105,7 +105,10 @@ func runCSI(args []string, _, stderr io.Writer) int {
 			defer k.Close()
 		}
 	}
-	d := csi.New(cfg)
+	d, err := csi.New(cfg)
+	if err != nil {
+		return fail(fmt.Errorf("--mount-root: %w", err))
+	}
 	// Take held mounts back first: until then their requests wait, and
 	// the stale-mount scan below would wait with them.
 	if n, err := d.Resume(ctx); err != nil {
@@ -113,13 +116,13 @@ func runCSI(args []string, _, stderr io.Writer) int {
 	} else if n > 0 {
 		log.Info("mounts taken over from the keeper", "volumes", n)
 	}
-	if n, err := csi.CleanupStale(*mountRoot, log, d.Serves); err != nil {
+	if n, err := d.CleanupStale(); err != nil {
 		log.Warn("stale mounts left", "cleaned", n, "err", err)
 	} else if n > 0 {
 		log.Info("stale mounts cleaned", "cleaned", n)
 	}
 
-	err := csi.NewServer(d, csi.ServerOptions{
+	err = csi.NewServer(d, csi.ServerOptions{
 		Endpoint: *endpoint, RegistrationDir: *regDir, RegistrationEndpoint: *regEndpoint, Logger: log,
 	}).Run(ctx)
 	if cfg.Keeper != nil {

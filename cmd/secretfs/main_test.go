@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/secretfs/secretfs/sanity/needroot"
 )
 
 // These tests drive the real binary, as a user would: real FUSE mounts,
@@ -33,9 +35,7 @@ func TestMain(m *testing.M) {
 }
 
 func needRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("FUSE mounts need root")
-	}
+	needroot.FUSE(t, "secretfs mount mounts FUSE")
 }
 
 type proc struct {

@@ -29,6 +29,8 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/secretfs/secretfs/sanity/needroot"
 )
 
 type world struct {
@@ -164,9 +166,7 @@ func readVolume(target string) (string, error) {
 }
 
 func TestPluginRestarts(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("FUSE mounts need root")
-	}
+	needroot.FUSE(t, "restarts keep FUSE mounts")
 	volumes, kills := 50, 20
 	if testing.Short() {
 		volumes, kills = 10, 3
