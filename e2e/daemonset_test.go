@@ -265,9 +265,13 @@ func upgradeKeeper(t *testing.T, ctx context.Context, ns string, reader *corev1.
 	// A readable path proves nothing here: the kernel answers cached
 	// lookups and pages of a dead FUSE connection. A new mount at the
 	// target does.
-	remounted := waitNewMount(target, oldID, 4*time.Minute)
+	remounted := waitNewMount(target, oldID, 3*time.Minute)
 	if remounted.IsZero() {
-		t.Errorf("no new secretfs mount at %s 4 min after the plugin's restart: kubelet did not republish", target)
+		// Seen on v1.37.2: kubelet republishes ~30 s after the restart and
+		// the plugin refuses it ("already a mount point ... not made by
+		// this process"): its dead-mount check (an lstat) is answered from
+		// the kernel's cache of the dead connection.
+		t.Errorf("no new secretfs mount at %s 3 min after the plugin's restart: the republish did not replace the dead mount (kubelet.log says why)", target)
 	} else {
 		step(fmt.Sprintf("kubelet republished the volume: a new mount at the target %.1fs after the plugin Pod's deletion",
 			remounted.Sub(restarted).Seconds()))
