@@ -7,7 +7,11 @@ DEMO_DIR  ?= /tmp/secretfs-demo
 # ~11 minutes on 2 cores; go test's default 10 minute timeout is too short.
 TEST_TIMEOUT ?= 45m
 
+<<<<<<< HEAD
 .PHONY: build test test-unit unit vet demo sanity e2e bench clean helm crds deploy helm-lint
+=======
+.PHONY: build test test-unit unit vet demo sanity e2e bench fuzz clean
+>>>>>>> main
 
 build:
 	$(GO) build -o $(BIN) ./cmd/secretfs
@@ -36,6 +40,18 @@ sanity:
 # beside kubelet's own secret volume (sanity/node harness).
 e2e:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./e2e/
+
+# Each fuzz target for FUZZTIME; `go test` alone runs their checked-in
+# corpora (testdata/fuzz/), so CI replays every input found so far.
+FUZZTIME ?= 60s
+FUZZ_TARGETS ?= ./manifest:FuzzYAMLToJSON ./secret:FuzzParseManifests \
+	./csi:FuzzParseAttributes ./volume:FuzzItems
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "== $$fn in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./bench/

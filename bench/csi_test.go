@@ -238,7 +238,8 @@ type csiPlugin struct {
 	stopped bool
 }
 
-func startCSIPlugin(b *testing.B, bin string) *csiPlugin {
+// extra flags are appended to the plugin's command line.
+func startCSIPlugin(b *testing.B, bin string, extra ...string) *csiPlugin {
 	b.Helper()
 	// A short root: the socket path must stay under 108 bytes.
 	root, err := os.MkdirTemp("", "csib")
@@ -267,8 +268,9 @@ func startCSIPlugin(b *testing.B, bin string) *csiPlugin {
 		b.Fatal(err)
 	}
 	defer logf.Close()
-	p.cmd = exec.Command(bin, "csi", "--endpoint", "unix://"+sock, "--node-id", "n",
-		"--source", "file:"+p.src, "--metrics-addr", addr, "--mount-root", root)
+	args := []string{"csi", "--endpoint", "unix://" + sock, "--node-id", "n",
+		"--source", "file:" + p.src, "--metrics-addr", addr, "--mount-root", root}
+	p.cmd = exec.Command(bin, append(args, extra...)...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf // info level, as deployed
 	if err := p.cmd.Start(); err != nil {
 		b.Fatal(err)

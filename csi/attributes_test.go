@@ -1,10 +1,13 @@
 package csi
 
 import (
+	"encoding/base64"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/cache"
 )
 
@@ -150,17 +153,33 @@ func TestParseAttributes(t *testing.T) {
 	}
 }
 
-func TestPodToken(t *testing.T) {
-	tok, err := podToken(`{"other":{"token":"o"},"":{"token":"api","expirationTimestamp":"2030-01-01T00:00:00Z"}}`)
-	if err != nil || tok != "api" {
-		t.Errorf("%q %v", tok, err)
+func TestPodIdentity(t *testing.T) {
+	jwt := func(sub, sig string) string {
+		return "eyJhbGciOiJSUzI1NiJ9." + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"`+sub+`"}`)) + "." + sig
 	}
-	tok, err = podToken(`{"b":{"token":"tb"},"a":{"token":"ta"}}`)
-	if err != nil || tok != "ta" {
-		t.Errorf("%q %v", tok, err)
+	api, other := jwt("system:serviceaccount:app:web", "a"), jwt("system:serviceaccount:app:web", "o")
+	id, err := podIdentity(`{"other":{"token":"`+other+`"},"":{"token":"`+api+`","expirationTimestamp":"2030-01-01T00:00:00Z"}}`, "app", "web")
+	exp := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	want := backend.Identity{Namespace: "app", ServiceAccount: "web", Tokens: []backend.Token{{Value: api, Expiry: exp}, {Value: other}}}
+	if err != nil || !reflect.DeepEqual(id, want) {
+		t.Errorf("%+v %v", id, err)
 	}
-	if _, err := podToken(`{"":"sekrit-token"}`); err == nil || strings.Contains(err.Error(), "sekrit") {
+	// A token claiming another account, or none: the volume shares with
+	// no other.
+	for _, tok := range []string{jwt("system:serviceaccount:app:admin", "x"), jwt("system:serviceaccount:other:web", "x"), "opaque"} {
+		id, err := podIdentity(`{"":{"token":"`+tok+`"}}`, "app", "web")
+		if err != nil || id.ServiceAccount != "" || len(id.Tokens) != 1 {
+			t.Errorf("token %.20q…: %+v %v; want no service account", tok, id, err)
+		}
+	}
+	if _, err := podIdentity(`{"":{"token":"x","expirationTimestamp":"soon"}}`, "app", "web"); err == nil || strings.Contains(err.Error(), `"x"`) {
+		t.Errorf("bad expiry: %v", err)
+	}
+	if _, err := podIdentity(`{"":"sekrit-token"}`, "app", "web"); err == nil || strings.Contains(err.Error(), "sekrit") {
 		t.Errorf("bad JSON: %v", err)
+	}
+	if _, err := podIdentity(`{"":{"token":""}}`, "app", "web"); err == nil {
+		t.Error("no token: no error")
 	}
 }
 

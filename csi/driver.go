@@ -11,6 +11,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
+	"github.com/secretfs/secretfs/backend/provider"
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/targetpath"
@@ -31,6 +32,8 @@ type Config struct {
 	// csi.storage.k8s.io/serviceAccount.tokens) to the source, so the
 	// pod's RBAC decides. Only the kube source uses tokens.
 	PodTokens bool
+	// Providers serves secretProviderClass volumes; nil refuses them.
+	Providers *provider.Pool
 	// Keeper, when set, holds every mount so it outlives this process.
 	Keeper *keeper.Client
 	// MountRoot is the only tree the plugin mounts in, unmounts in or

@@ -105,6 +105,7 @@ type pod struct {
 	ns, name, uid string
 	fsGroup       string // volume_mount_group
 	tokens        string // serviceAccount.tokens JSON
+	sa            string // serviceAccount.name; default "default"
 	noPodInfo     bool   // a CSIDriver without podInfoOnMount
 }
 
@@ -126,6 +127,9 @@ func (p *plugin) inline(pd pod, volName string, attrs map[string]string, secrets
 	if !pd.noPodInfo {
 		vc[podNameKey], vc[podNamespaceKey], vc[podUIDKey] = pd.name, pd.ns, pd.uid
 		vc[podSAKey], vc[ephemeralKey] = "default", "true"
+		if pd.sa != "" {
+			vc[podSAKey] = pd.sa
+		}
 	}
 	if pd.tokens != "" {
 		vc[tokensKey] = pd.tokens

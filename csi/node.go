@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/secretfs/secretfs/backend"
 )
 
 // maxVolumeContext bounds volume_context (keys and values in all): real
@@ -39,6 +42,15 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, invalidArg(err)
 	}
 	r := publishRequest{volumeID: req.GetVolumeId(), target: target.Name, path: target, attrs: a}
+	if a.Provider != nil {
+		// The provider gets volume_context and secrets (tokens
+		// included) as they came, as the driver forwards them.
+		r.context, r.secrets = req.GetVolumeContext(), req.GetSecrets()
+		if err := d.publish(ctx, r); err != nil {
+			return nil, err
+		}
+		return &csi.NodePublishVolumeResponse{}, nil
+	}
 	// With the CSIDriver's serviceAccountTokenInSecrets, kubelet puts the
 	// tokens in `secrets` (where CSI redacts them) instead of volume_context.
 	secrets, tokens := req.GetSecrets(), a.Pod.Tokens
@@ -50,7 +62,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if a.Static {
 		r.secrets = secrets
 	} else if d.cfg.PodTokens && tokens != "" {
-		if r.token, err = podToken(tokens); err != nil {
+		if r.id, err = podIdentity(tokens, a.Pod.Namespace, a.Pod.ServiceAccount); err != nil {
 			return nil, invalidArg(err)
 		}
 	}
@@ -138,24 +150,47 @@ func contextSize(vc map[string]string) int {
 	return n
 }
 
-// podToken picks the pod's token from serviceAccount.tokens
-// ({"<audience>": {"token": …, "expirationTimestamp": …}}): the one for
-// audience "" (the API server's), else the first by audience. The error
-// never quotes the text: it holds credentials.
-func podToken(raw string) (string, error) {
+// podIdentity reads serviceAccount.tokens ({"<audience>": {"token": …,
+// "expirationTimestamp": …}}): every token with its expiry, for the cache
+// entry of the pod's service account to read with whichever is accepted
+// (a token for another audience is refused and dropped). The volumes of
+// one account share what any of their tokens read, so the account comes
+// from kubelet (serviceAccount.name, podInfoOnMount) and must also be the
+// one every token claims; otherwise the volume shares with no other
+// (defence against a CSIDriver without podInfoOnMount, where a Pod could
+// name another account). The error never quotes the text: it holds
+// credentials.
+func podIdentity(raw, namespace, serviceAccount string) (backend.Identity, error) {
 	var toks map[string]struct {
-		Token string `json:"token"`
+		Token      string `json:"token"`
+		Expiration string `json:"expirationTimestamp"`
 	}
 	if err := json.Unmarshal([]byte(raw), &toks); err != nil {
-		return "", fmt.Errorf("volume attribute %s: not a JSON map of audience to {token}", tokensKey)
+		return backend.Identity{}, fmt.Errorf("volume attribute %s: not a JSON map of audience to {token, expirationTimestamp}", tokensKey)
 	}
-	if t, ok := toks[""]; ok && t.Token != "" {
-		return t.Token, nil
-	}
+	id := backend.Identity{Namespace: namespace, ServiceAccount: serviceAccount}
 	for _, aud := range sortedKeys(toks) {
-		if t := toks[aud].Token; t != "" {
-			return t, nil
+		t := toks[aud]
+		if t.Token == "" {
+			continue
+		}
+		tok := backend.Token{Value: t.Token}
+		if t.Expiration != "" {
+			exp, err := time.Parse(time.RFC3339, t.Expiration)
+			if err != nil {
+				return backend.Identity{}, fmt.Errorf("volume attribute %s: expirationTimestamp of audience %q is not RFC 3339", tokensKey, aud)
+			}
+			tok.Expiry = exp
+		}
+		id.Tokens = append(id.Tokens, tok)
+	}
+	if len(id.Tokens) == 0 {
+		return backend.Identity{}, fmt.Errorf("volume attribute %s: no token in it", tokensKey)
+	}
+	for _, t := range id.Tokens {
+		if ns, sa, ok := backend.TokenServiceAccount(t.Value); !ok || ns != namespace || sa != serviceAccount {
+			id.ServiceAccount = ""
 		}
 	}
-	return "", fmt.Errorf("volume attribute %s: no token in it", tokensKey)
+	return id, nil
 }

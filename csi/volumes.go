@@ -5,11 +5,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/live"
@@ -27,8 +29,9 @@ type publishRequest struct {
 	target   string // path.Name: the bookkeeping key
 	path     targetpath.Path
 	attrs    *Attributes
-	token    string            // the pod's token, or ""
-	secrets  map[string]string // the request's `secrets`; used only if attrs.Static
+	id       backend.Identity  // the pod's service account and tokens, or zero
+	secrets  map[string]string // the request's `secrets`; used only if attrs.Static or attrs.Provider
+	context  map[string]string // volume_context as sent; used only if attrs.Provider
 }
 
 // publish mounts r.attrs at r.target, or refreshes the volume already
@@ -81,25 +84,29 @@ func (d *Driver) publish(ctx context.Context, r publishRequest) error {
 // is forgotten when it goes, however it went (unmounted from outside, or
 // a lazy unpublish finally released).
 func (d *Driver) liveConfig(target string, mt *mount, a *Attributes) live.Config {
-	volumeID, key, token := mt.volumeID, mt.key, mt.token
+	volumeID, key, id := mt.volumeID, mt.key, mt.id
 	return live.Config{
 		OnUnmount: func() { d.mounts.removeIf(target, mt) },
 		Spec:      a.Spec,
-		Token:     token,
+		Identity:  id,
 		Strategy:  a.Strategy,
 		TTL:       a.TTL,
 		// CSI volumes are root's, as kubelet's (SPEC §2); fsGroup sets
-		// the group and setgid folders.
-		FS:     fusefs.Options{UID: 0, GID: 0, FSGroup: a.Spec.FSGroup, Name: mountSource},
+		// the group and setgid folders. Pods run as other users, so the
+		// mount allows them (the file modes decide).
+		FS:     fusefs.Options{UID: 0, GID: 0, FSGroup: a.Spec.FSGroup, Name: mountSource, AllowOther: true},
 		Logger: d.log.With("volume", volumeID),
 		Keeper: d.cfg.Keeper,
-		Meta:   d.meta(volumeID, key, a, token),
+		Meta:   d.meta(volumeID, key, a, id),
 	}
 }
 
 func (d *Driver) mount(ctx context.Context, r publishRequest, key string) (*mount, error) {
 	a := r.attrs
-	mt := &mount{volumeID: r.volumeID, key: key, static: a.Static, token: r.token}
+	if a.Provider != nil {
+		return d.mountProvider(ctx, r, key)
+	}
+	mt := &mount{volumeID: r.volumeID, key: key, static: a.Static, id: r.id}
 	cfg := d.liveConfig(r.target, mt, a)
 	var err error
 	if a.Static {
@@ -125,6 +132,10 @@ func (d *Driver) mount(ctx context.Context, r publishRequest, key string) (*moun
 // still answers OK (SPEC §4); live counts it.
 func (d *Driver) republish(ctx context.Context, mt *mount, r publishRequest) {
 	var err error
+	if r.attrs.Provider != nil { // same attributes as mt's: the keys match
+		d.republishProvider(ctx, mt, r)
+		return
+	}
 	if mt.static {
 		var s *secret.Secret
 		if s, err = staticSecret(r.attrs, r.secrets); err == nil {
@@ -132,12 +143,12 @@ func (d *Driver) republish(ctx context.Context, mt *mount, r publishRequest) {
 		} else {
 			metrics.RefreshErrors.WithLabelValues("invalid").Inc()
 		}
-	} else if r.token != mt.token {
-		// kubelet hands a fresh pod token at each republish; read with
-		// it from now on (the old one expires).
-		err = mt.vol.Resubscribe(ctx, d.cfg.Cache, r.token, d.meta(r.volumeID, mt.key, r.attrs, r.token))
+	} else if !reflect.DeepEqual(r.id, mt.id) {
+		// kubelet may hand fresh pod tokens at a republish: they replace
+		// this volume's in its cache entry (the old ones expire).
+		err = mt.vol.Resubscribe(ctx, d.cfg.Cache, r.id, d.meta(r.volumeID, mt.key, r.attrs, r.id))
 		if err == nil {
-			mt.token = r.token
+			mt.id = r.id
 		}
 	} else {
 		err = mt.vol.Refresh(ctx)
@@ -169,6 +180,9 @@ func (d *Driver) unpublish(ctx context.Context, volumeID string, p targetpath.Pa
 	}
 	if err := mt.onTop(p); err != nil {
 		return err
+	}
+	if m := mt.provider.Load(); m != nil {
+		m.Close() // no more switches; the entry may go
 	}
 	if err := mt.vol.Unmount(); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
@@ -232,7 +246,8 @@ func (a *Attributes) key() string {
 		Base64Keys []string
 		Strategy   cache.Strategy
 		TTL        time.Duration
-	}{a.Spec, a.Static, a.Base64Keys, a.Strategy, a.TTL})
+		Provider   *ProviderAttrs `json:",omitempty"`
+	}{a.Spec, a.Static, a.Base64Keys, a.Strategy, a.TTL, a.Provider})
 	return string(js)
 }
 

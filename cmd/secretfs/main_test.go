@@ -21,6 +21,12 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	// A test re-run inside a private mount namespace (inPrivateNS)
+	// reuses the binary its parent built.
+	if b := os.Getenv("SECRETFS_TEST_BIN"); b != "" {
+		bin = b
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "secretfs-bin")
 	if err != nil {
 		panic(err)
@@ -29,6 +35,7 @@ func TestMain(m *testing.M) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		panic(fmt.Sprintf("build: %v\n%s", err, out))
 	}
+	os.Setenv("SECRETFS_TEST_BIN", bin)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
