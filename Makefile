@@ -7,11 +7,7 @@ DEMO_DIR  ?= /tmp/secretfs-demo
 # ~11 minutes on 2 cores; go test's default 10 minute timeout is too short.
 TEST_TIMEOUT ?= 45m
 
-<<<<<<< HEAD
-.PHONY: build test test-unit unit vet demo sanity e2e bench clean helm crds deploy helm-lint
-=======
-.PHONY: build test test-unit unit vet demo sanity e2e bench fuzz clean
->>>>>>> main
+.PHONY: build test test-unit unit vet demo sanity e2e bench fuzz clean helm crds deploy helm-lint
 
 build:
 	$(GO) build -o $(BIN) ./cmd/secretfs
