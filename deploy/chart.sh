@@ -73,7 +73,7 @@ case ${1:-} in
   lint)
     for v in "" "$CHART"/ci/*-values.yaml; do
       args=(); [[ -n $v ]] && args=(--values "$v")
-      echo "== ${v:+${v#"$DEPLOY"/}}${v:-default values}" >&2
+      name=${v#"$DEPLOY"/}; echo "== ${name:-default values}" >&2
       helm lint --strict "$CHART" "${args[@]}"
       helm template secretfs "$CHART" --namespace secretfs "${args[@]}" >/dev/null
     done ;;
