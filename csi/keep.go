@@ -29,7 +29,8 @@ func (d *Driver) meta(volumeID, key string, a *Attributes, token string) []byte 
 	return b
 }
 
-// Resume takes back every mount the keeper holds for this driver, before
+// Resume takes back every mount the keeper holds for this driver (records
+// of kind csi; the keeper keeps other kinds to itself), before
 // anything else looks at the targets (a held mount whose server is gone
 // blocks every request until it is served again). It returns how many
 // volumes it serves again; a volume that cannot be taken back is
@@ -56,6 +57,10 @@ func (d *Driver) Resume(ctx context.Context) (int, error) {
 }
 
 func (d *Driver) resume(ctx context.Context, e keeper.Entry) error {
+	if e.Err != nil {
+		syscall.Close(e.FD)
+		return e.Err
+	}
 	var k kept
 	if err := json.Unmarshal(e.Meta, &k); err != nil {
 		syscall.Close(e.FD)
