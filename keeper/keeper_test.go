@@ -2,12 +2,10 @@ package keeper
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -24,19 +22,11 @@ import (
 func startKeeper(t *testing.T) (*Keeper, string) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "keeper.sock")
-	k := New(slog.New(slog.DiscardHandler))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- k.Serve(ctx, sock) }()
-	t.Cleanup(func() { cancel(); <-done })
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := os.Stat(sock); err == nil {
-			return k, sock
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("keeper socket did not appear")
-		}
+	k, err := startKeeperAt(t, sock)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return k, sock
 }
 
 func dial(t *testing.T, sock, kind string) *Client {

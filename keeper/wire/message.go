@@ -159,7 +159,8 @@ func Decode(op Op, body []byte) (*Message, error) {
 	m := &Message{Op: op}
 	seen := map[protowire.Number]bool{}
 	err := fields(body, func(n protowire.Number, t protowire.Type, v []byte, x uint64) error {
-		seen[n] = true
+		// An empty string is the same as none: Encode leaves it out.
+		seen[n] = seen[n] || t != protowire.BytesType || len(v) > 0
 		switch n {
 		case fID:
 			m.ID = string(v)
