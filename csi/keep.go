@@ -14,6 +14,9 @@ import (
 // versions: enough for the next plugin process to serve and refresh it.
 // It stays in memory (the keeper's); the pod token is needed to go on
 // reading with the pod's identity until kubelet republishes a fresh one.
+// It is JSON, which the keeper never reads: as with the keeper's own
+// blobs (keeper/wire), fields are only added, and a plugin of the release
+// before or after ignores the ones it does not know.
 type kept struct {
 	VolumeID string
 	Key      string

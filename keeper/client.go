@@ -67,12 +67,15 @@ func hello(c *net.UnixConn, kind string) (*Client, error) {
 	}
 	c.SetDeadline(time.Now().Add(DefaultHelloTimeout))
 	defer c.SetDeadline(time.Time{})
-	if err := wire.Write(c, &wire.Message{Op: wire.OpHello, Magic: wire.Magic, Versions: speaks,
-		Kind: kind, Software: wire.Release}, -1); err != nil {
-		return nil, fmt.Errorf("hello: %w", err)
-	}
+	werr := wire.Write(c, &wire.Message{Op: wire.OpHello, Magic: wire.Magic, Versions: speaks,
+		Kind: kind, Software: wire.Release}, -1)
+	// A keeper that refuses at accept may have answered and hung up
+	// before the hello went out: its answer is still there to read.
 	m, fd, err := wire.ReadUnix(c, DefaultHelloTimeout)
 	closeFD(fd)
+	if werr != nil && (err != nil || m.Op != wire.OpError) {
+		return nil, fmt.Errorf("hello: %w", werr)
+	}
 	switch {
 	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
 		return nil, fmt.Errorf("hello: no answer within %v", DefaultHelloTimeout)

@@ -19,10 +19,10 @@ import (
 	"github.com/secretfs/secretfs/volume"
 )
 
-func startKeeper(t *testing.T) (*Keeper, string) {
+func startKeeper(t *testing.T, opts ...func(*Keeper)) (*Keeper, string) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "keeper.sock")
-	k, err := startKeeperAt(t, sock)
+	k, err := startKeeperAt(t, sock, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,8 +187,7 @@ func dropped(c *net.UnixConn, within time.Duration) error {
 }
 
 func TestKeeperStalledClients(t *testing.T) {
-	k, sock := startKeeper(t)
-	k.IOTimeout, k.HelloTimeout = 2*time.Second, 2*time.Second
+	k, sock := startKeeper(t, func(k *Keeper) { k.IOTimeout, k.HelloTimeout = 2*time.Second, 2*time.Second })
 	c := dial(t, sock, KindCSI)
 	for i := range 30 { // a List reply of 30 MiB: far over the socket's buffer
 		register(t, c, fmt.Sprintf("/t/%d", i), snapshot(1, 1<<20))
@@ -250,5 +249,24 @@ func TestKeeperRefusesUnversioned(t *testing.T) {
 	m, err := wire.Read(c)
 	if err != nil || m.Op != wire.OpError || m.Code != wire.CodeUnsupported {
 		t.Fatalf("answer to an unversioned client: %+v, %v", m, err)
+	}
+}
+
+func TestKeeperBoundsConnections(t *testing.T) {
+	_, sock := startKeeper(t, func(k *Keeper) { k.MaxConns = 2 })
+	a, b := dial(t, sock, KindCSI), dial(t, sock, KindMount)
+	_, err := Dial(sock, KindCSI)
+	var refused *RefusedError
+	if err == nil || errors.As(err, &refused) || !strings.Contains(err.Error(), "limit of 2 connections") {
+		t.Fatalf("a third connection with a limit of 2: %v (want a retryable error)", err)
+	}
+	a.Close()
+	time.Sleep(50 * time.Millisecond)
+	c := dial(t, sock, KindCSI) // a slot is free again
+	if _, err := c.List(); err != nil {
+		t.Error(err)
+	}
+	if _, err := b.List(); err != nil {
+		t.Error(err)
 	}
 }

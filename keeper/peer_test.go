@@ -125,8 +125,12 @@ func TestKeeperRefusesClientOfAnotherUID(t *testing.T) {
 	}
 }
 
-func startKeeperAt(t *testing.T, sock string) (*Keeper, error) {
+// startKeeperAt serves a keeper on sock, set up by each of opts first.
+func startKeeperAt(t *testing.T, sock string, opts ...func(*Keeper)) (*Keeper, error) {
 	k := New(slog.New(slog.DiscardHandler))
+	for _, o := range opts {
+		o(k)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- k.Serve(ctx, sock) }()

@@ -125,7 +125,9 @@ func (k *Keeper) Serve(ctx context.Context, path string) error {
 				<-slots
 			}()
 		default:
+			// A fresh socket's buffer takes this small frame at once.
 			k.log.Warn("keeper connection refused: too many connections", "limit", k.MaxConns)
+			k.refuse(c, wire.CodeFailed, fmt.Sprintf("keeper serves its limit of %d connections", k.MaxConns))
 			c.Close()
 		}
 	}

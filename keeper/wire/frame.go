@@ -34,7 +34,7 @@ var ErrTooLarge = errors.New("message over its size limit")
 // Write sends m as one frame with fd (-1 for none). The body is wiped
 // after sending: it may hold secret bytes.
 func Write(c *net.UnixConn, m *Message, fd int) error {
-	buf := make([]byte, HeaderSize, HeaderSize+64)
+	buf := make([]byte, HeaderSize, HeaderSize+m.room())
 	buf = m.Encode(buf)
 	defer clear(buf)
 	size := len(buf) - HeaderSize

@@ -102,6 +102,17 @@ var need = map[Op][]protowire.Number{
 	OpNotify:   {fID},
 }
 
+// room bounds the size of m's body, so one buffer holds it: a buffer
+// outgrown by append would leave a copy of secret bytes behind.
+func (m *Message) room() int {
+	n := 128 + len(m.ID) + len(m.Meta) + len(m.Head) + len(m.Blob) + len(m.Kind) +
+		len(m.Software) + len(m.Err) + len(m.Magic) + 11*len(m.Versions)
+	for _, nt := range m.Notices {
+		n += 40 + len(nt.Name)
+	}
+	return n
+}
+
 // Encode appends m's body to b.
 func (m *Message) Encode(b []byte) []byte {
 	b = appendBytes(b, fID, []byte(m.ID))

@@ -75,7 +75,12 @@ func DecodeHead(b []byte) (Head, error) {
 // EncodeVersion is the version blob of v. It holds v's secret bytes:
 // wipe it once sent.
 func EncodeVersion(v *fusefs.VersionState) []byte {
-	var b []byte
+	room := 64 + len(v.Name) // one buffer: see Message.room
+	for p, f := range v.Files {
+		room += 48 + len(p) + len(f.Data)
+	}
+	b := make([]byte, 0, room)
+	fb := make([]byte, 0, 256)
 	b = appendVarint(b, 1, v.Gen)
 	b = appendBytes(b, 2, []byte(v.Name))
 	b = appendVarint(b, 3, uint64(v.Created.UnixNano()))
@@ -86,15 +91,18 @@ func EncodeVersion(v *fusefs.VersionState) []byte {
 	slices.Sort(names)
 	for _, p := range names {
 		f := v.Files[p]
-		var fb []byte
-		fb = appendBytes(fb, 1, []byte(p))
+		if need := len(p) + len(f.Data) + 32; cap(fb) < need {
+			clear(fb[:cap(fb)])
+			fb = make([]byte, 0, need)
+		}
+		fb = appendBytes(fb[:0], 1, []byte(p))
 		fb = appendVarint(fb, 2, uint64(f.Mode))
 		fb = protowire.AppendTag(fb, 3, protowire.BytesType)
 		fb = protowire.AppendBytes(fb, f.Data)
 		b = protowire.AppendTag(b, 4, protowire.BytesType)
 		b = protowire.AppendBytes(b, fb)
-		clear(fb)
 	}
+	clear(fb[:cap(fb)])
 	return b
 }
 

@@ -4,7 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"reflect"
 	"testing"
+
+	"github.com/secretfs/secretfs/fusefs"
+	"github.com/secretfs/secretfs/volume"
 )
 
 func TestChoose(t *testing.T) {
@@ -62,5 +67,26 @@ func TestUnknownFieldsSkipped(t *testing.T) {
 	m, err := Decode(OpDrop, body)
 	if err != nil || m.ID != "/t" || m.Gen != 4 {
 		t.Fatalf("decode with unknown fields: %+v, %v", m, err)
+	}
+}
+
+// One buffer holds an encoded version or message: no outgrown copy of
+// secret bytes is left behind by append.
+func TestEncodeInOneBuffer(t *testing.T) {
+	v := fusefs.VersionState{Gen: 1, Name: "..x", Files: map[string]volume.File{}}
+	for i := range 50 {
+		v.Files[fmt.Sprintf("dir/file-%d", i)] = volume.File{Mode: 0o644, Data: bytes.Repeat([]byte{'s'}, i*1000)}
+	}
+	b := EncodeVersion(&v)
+	if len(b) > cap(b) || cap(b) > len(b)+64+50*48+len(v.Name) {
+		t.Errorf("version blob: len %d, cap %d", len(b), cap(b))
+	}
+	got, err := DecodeVersion(b)
+	if err != nil || !reflect.DeepEqual(got.Files, v.Files) {
+		t.Errorf("round trip: %v", err)
+	}
+	m := &Message{Op: OpPut, ID: "/t", Gen: 1, Blob: b, Head: []byte{1, 2}}
+	if body := m.Encode(make([]byte, 0, m.room())); len(body) > m.room() {
+		t.Errorf("message of %d bytes over its room %d", len(body), m.room())
 	}
 }
