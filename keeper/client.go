@@ -239,7 +239,10 @@ func (c *Client) List() ([]Entry, error) {
 func (c *Client) Register(id string, meta []byte, fd int) func(fusefs.Snapshot) (fusefs.Journal, error) {
 	return func(s fusefs.Snapshot) (fusefs.Journal, error) {
 		head := wire.HeadOf(&s)
-		if err := c.call(&wire.Message{Op: wire.OpRegister, ID: id, Meta: meta, Head: head.Encode()}, fd); err != nil {
+		// The keeper swaps the record in once the versions that follow
+		// are all in (a takeover killed midway leaves the old one).
+		if err := c.call(&wire.Message{Op: wire.OpRegister, ID: id, Meta: meta, Head: head.Encode(),
+			Count: uint64(len(s.Versions))}, fd); err != nil {
 			return nil, err
 		}
 		for i := range s.Versions {

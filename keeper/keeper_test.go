@@ -270,3 +270,29 @@ func TestKeeperBoundsConnections(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A server killed while it registers again (as each takeover does) leaves
+// the record it was replacing: the next server still finds every version.
+func TestKeeperRegisterCutShort(t *testing.T) {
+	k, sock := startKeeper(t)
+	register(t, dial(t, sock, KindMount), "/m", snapshot(3, 4))
+	c := rawHello(t, sock)
+	if err := wire.Write(c, &wire.Message{Op: wire.OpRegister, ID: "/m", Head: []byte{0x10, 9}, Count: 2}, anFD(t)); err != nil {
+		t.Fatal(err)
+	}
+	v := snapshot(9, 1).Versions[8]
+	if err := wire.Write(c, &wire.Message{Op: wire.OpPut, ID: "/m", Gen: 9, Blob: wire.EncodeVersion(&v)}, -1); err != nil {
+		t.Fatal(err)
+	}
+	c.Close() // before the second Put
+	time.Sleep(50 * time.Millisecond)
+	got := list(t, dial(t, sock, KindMount))["/m"]
+	if got.Snap.Current != 3 || len(got.Snap.Versions) != 3 || k.Held() != 1 {
+		t.Errorf("after a cut-short registration: current %d, %d versions; want the old record (3, 3)", got.Snap.Current, len(got.Snap.Versions))
+	}
+	// Completed, it replaces the old record.
+	register(t, dial(t, sock, KindMount), "/m", snapshot(2, 1))
+	if got := list(t, dial(t, sock, KindMount))["/m"]; got.Snap.Current != 2 || len(got.Snap.Versions) != 2 {
+		t.Errorf("after a full registration: current %d, %d versions; want 2, 2", got.Snap.Current, len(got.Snap.Versions))
+	}
+}

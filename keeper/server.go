@@ -154,6 +154,8 @@ func (k *Keeper) handle(c *net.UnixConn) {
 	if !ok {
 		return
 	}
+	s := &session{kind: kind, pending: map[string]*pending{}}
+	defer k.drop(s)
 	for {
 		c.SetReadDeadline(time.Time{}) // a server may be idle for long
 		m, fd, err := wire.ReadUnix(c, k.IOTimeout)
@@ -163,10 +165,45 @@ func (k *Keeper) handle(c *net.UnixConn) {
 			}
 			return
 		}
-		out := k.do(kind, m, fd)
+		out := k.do(s, m, fd)
 		if !k.send(c, out) {
 			return
 		}
+	}
+}
+
+// session is one connection's state: its kind and the registrations it
+// has begun but not completed.
+type session struct {
+	kind    string
+	pending map[string]*pending
+}
+
+// pending is a Register waiting for its versions. It replaces the held
+// record only once complete, so a server killed mid-registration (as a
+// takeover re-registers every mount) leaves the last complete record.
+type pending struct {
+	h    *held
+	left uint64
+}
+
+// maxPendingVersions bounds what one Register may announce.
+const maxPendingVersions = 1024
+
+// drop discards the registrations a closed connection left incomplete.
+func (k *Keeper) drop(s *session) {
+	for _, p := range s.pending {
+		p.h.discard()
+	}
+}
+
+// discard frees a record never held: nothing was delivered through it.
+func (h *held) discard() {
+	syscall.Close(h.fd)
+	clear(h.meta)
+	clear(h.head)
+	for _, v := range h.versions {
+		clear(v.blob)
 	}
 }
 
@@ -239,12 +276,13 @@ func failed(err error) []frame {
 }
 
 // do applies one request under the lock and returns the reply.
-func (k *Keeper) do(kind string, m *wire.Message, fd int) []frame {
+func (k *Keeper) do(s *session, m *wire.Message, fd int) []frame {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if m.Op != wire.OpRegister {
 		closeFD(fd) // only a Register carries a descriptor
 	}
+	kind := s.kind
 	id := key{kind, m.ID}
 	h := k.mounts[id]
 	switch m.Op {
@@ -252,28 +290,33 @@ func (k *Keeper) do(kind string, m *wire.Message, fd int) []frame {
 		if fd < 0 {
 			return failed(errors.New("register needs a descriptor"))
 		}
-		if h != nil {
-			h.forget()
+		if m.Count > maxPendingVersions {
+			closeFD(fd)
+			return failed(fmt.Errorf("register announces %d versions, over the limit %d", m.Count, maxPendingVersions))
 		}
-		h = &held{fd: fd, meta: m.Meta, head: m.Head, notices: make(chan []fusefs.Notice, 1024)}
-		go h.deliver()
-		k.mounts[id] = h
-		k.log.Info("holding mount", "kind", kind, "mount", m.ID)
+		if p := s.pending[m.ID]; p != nil {
+			p.h.discard()
+			delete(s.pending, m.ID)
+		}
+		nh := &held{fd: fd, meta: m.Meta, head: m.Head}
+		if m.Count > 0 {
+			s.pending[m.ID] = &pending{h: nh, left: m.Count}
+			break
+		}
+		k.commit(id, nh)
 	case wire.OpPut:
+		if p := s.pending[m.ID]; p != nil {
+			p.h.put(m)
+			if p.left--; p.left == 0 {
+				delete(s.pending, m.ID)
+				k.commit(id, p.h)
+			}
+			break
+		}
 		if h == nil {
 			return failed(fmt.Errorf("mount %s is not held", m.ID))
 		}
-		i := slices.IndexFunc(h.versions, func(s stored) bool { return s.gen == m.Gen })
-		if i >= 0 {
-			clear(h.versions[i].blob)
-			h.versions[i].blob = m.Blob
-		} else {
-			h.versions = append(h.versions, stored{m.Gen, m.Blob})
-		}
-		if m.Head != nil {
-			clear(h.head)
-			h.head = m.Head
-		}
+		h.put(m)
 	case wire.OpDrop:
 		if h != nil {
 			h.versions = slices.DeleteFunc(h.versions, func(s stored) bool {
@@ -305,6 +348,32 @@ func (k *Keeper) do(kind string, m *wire.Message, fd int) []frame {
 		return failed(fmt.Errorf("message type %d is not a request", m.Op))
 	}
 	return ack()
+}
+
+// commit makes h the record held under id. The caller holds the lock.
+func (k *Keeper) commit(id key, h *held) {
+	if old := k.mounts[id]; old != nil {
+		old.forget()
+	}
+	h.notices = make(chan []fusefs.Notice, 1024)
+	go h.deliver()
+	k.mounts[id] = h
+	k.log.Info("holding mount", "kind", id.kind, "mount", id.id, "versions", len(h.versions))
+}
+
+// put adds (or replaces) a version, and the head that came with it.
+func (h *held) put(m *wire.Message) {
+	i := slices.IndexFunc(h.versions, func(s stored) bool { return s.gen == m.Gen })
+	if i >= 0 {
+		clear(h.versions[i].blob)
+		h.versions[i].blob = m.Blob
+	} else {
+		h.versions = append(h.versions, stored{m.Gen, m.Blob})
+	}
+	if m.Head != nil {
+		clear(h.head)
+		h.head = m.Head
+	}
 }
 
 // list copies every record of kind, with a dup of its descriptor, so the

@@ -40,6 +40,7 @@
 //	11 error    bytes    why a request failed
 //	12 code     varint   error code: 1 refused (do not retry this keeper),
 //	                     2 unsupported version, 3 request failed
+//	13 count    varint   in Register: how many Puts complete it
 //	15 magic    bytes    "secretfs-keeper", in Hello and Welcome
 //
 // # Messages (protocol version 1)
@@ -48,8 +49,11 @@
 //	 2 Welcome  keeper → client: magic, version, versions, software
 //	 3 Error    keeper → client: error, code. A refusal (code 1 or 2)
 //	            answers a Hello and then the keeper closes the connection
-//	 4 Register + descriptor: id, meta, head. Holds a mount, replacing any
-//	            record of that kind and id; its versions follow as Puts
+//	 4 Register + descriptor: id, meta, head, count. Holds a mount,
+//	            replacing any record of that kind and id once the count Puts
+//	            that follow have come in (its versions): until then the old
+//	            record stays, and a connection lost before the last Put
+//	            leaves it in place. Without count it replaces it at once
 //	 5 Put      id, gen, blob, optional head: adds (or replaces) version
 //	            gen; a head, when present, replaces the record's head
 //	 6 Drop     id, gen: version gen is gone; its bytes are wiped

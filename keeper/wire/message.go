@@ -62,6 +62,7 @@ type Message struct {
 	Err      string
 	Code     Code
 	Magic    string
+	Count    uint64
 }
 
 // Notice is one kernel notification (fusefs.Notice, as it travels).
@@ -85,6 +86,7 @@ const (
 	fSoftware
 	fError
 	fCode
+	fCount protowire.Number = 13
 	fMagic protowire.Number = 15
 )
 
@@ -144,6 +146,9 @@ func (m *Message) Encode(b []byte) []byte {
 		b = appendVarint(b, fCode, uint64(m.Code))
 	}
 	b = appendBytes(b, fMagic, []byte(m.Magic))
+	if m.Count != 0 {
+		b = appendVarint(b, fCount, m.Count)
+	}
 	return b
 }
 
@@ -209,6 +214,8 @@ func Decode(op Op, body []byte) (*Message, error) {
 			m.Code = Code(min(x, 1<<32-1))
 		case fMagic:
 			m.Magic = string(v)
+		case fCount:
+			m.Count = x
 		}
 		return nil
 	}, kinds)
@@ -232,7 +239,7 @@ var kinds = map[protowire.Number]protowire.Type{
 	fGen: protowire.VarintType, fBlob: protowire.BytesType, fNotice: protowire.BytesType,
 	fKind: protowire.BytesType, fVersions: protowire.VarintType, fVersion: protowire.VarintType,
 	fSoftware: protowire.BytesType, fError: protowire.BytesType, fCode: protowire.VarintType,
-	fMagic: protowire.BytesType,
+	fMagic: protowire.BytesType, fCount: protowire.VarintType,
 }
 
 func decodeNotice(b []byte) (Notice, error) {
