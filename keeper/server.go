@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -187,8 +188,12 @@ type pending struct {
 	left uint64
 }
 
-// maxPendingVersions bounds what one Register may announce.
-const maxPendingVersions = 1024
+// Bounds of registrations under way: a server registers one mount at a
+// time, each with the few versions the kernel may still reference.
+const (
+	maxPending         = 16
+	maxPendingVersions = 1024
+)
 
 // drop discards the registrations a closed connection left incomplete.
 func (k *Keeper) drop(s *session) {
@@ -213,7 +218,7 @@ func (k *Keeper) hello(c *net.UnixConn) (string, bool) {
 	m, fd, err := wire.ReadUnix(c, k.HelloTimeout)
 	closeFD(fd)
 	if err != nil {
-		if m == nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		if !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 			k.refuse(c, wire.CodeUnsupported, "the first message is not a keeper hello (a client of an unversioned release?)")
 		}
 		k.log.Info("keeper dropped a client before its hello", "err", err)
@@ -297,6 +302,10 @@ func (k *Keeper) do(s *session, m *wire.Message, fd int) []frame {
 		if p := s.pending[m.ID]; p != nil {
 			p.h.discard()
 			delete(s.pending, m.ID)
+		}
+		if m.Count > 0 && len(s.pending) >= maxPending {
+			closeFD(fd)
+			return failed(fmt.Errorf("over %d registrations under way on one connection", maxPending))
 		}
 		nh := &held{fd: fd, meta: m.Meta, head: m.Head}
 		if m.Count > 0 {
