@@ -152,3 +152,16 @@ func TestKeeperOfAnotherUIDRefusedByCSI(t *testing.T) {
 		t.Errorf("the keeper saw %d connections from the plugin, want 1:\n%s", n, kerr.String())
 	}
 }
+
+// TestKeeperProtocolInVersion: `secretfs version` names the keeper
+// protocol versions, which decide whether two releases hand over.
+func TestKeeperProtocolInVersion(t *testing.T) {
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "secretfs ") || lines[1] != "keeper protocol: 1" {
+		t.Errorf("secretfs version printed:\n%s", out)
+	}
+}
