@@ -1,4 +1,5 @@
 # secretfs: see README.md. Tests mount real FUSE filesystems: run as root.
+SHELL    := /bin/bash
 GO        ?= go
 BIN       ?= bin/secretfs
 DEMO_DIR  ?= /tmp/secretfs-demo
@@ -6,7 +7,7 @@ DEMO_DIR  ?= /tmp/secretfs-demo
 # ~11 minutes on 2 cores; go test's default 10 minute timeout is too short.
 TEST_TIMEOUT ?= 45m
 
-.PHONY: build test unit vet demo sanity e2e bench clean
+.PHONY: build test test-unit unit vet demo sanity e2e bench fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/secretfs
@@ -15,12 +16,18 @@ vet:
 	$(GO) vet ./...
 
 # Every test: unit, real FUSE mounts, csi-sanity, real kube-apiserver + etcd.
+# It needs root: as root no FUSE test may skip (sanity/needroot fails them
+# instead), so refuse to run where they all would.
 test: vet
+	@[ "$$(id -u)" = 0 ] || { echo "make test needs root (FUSE mounts); run make test-unit as a regular user" >&2; exit 1; }
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-# Fast tests only (no control plane).
-unit:
-	$(GO) test -count=1 -short ./...
+# What needs no privileges: as a regular user every FUSE test prints one
+# "SKIP (needs root: ...)" line. -short leaves out the control plane too.
+test-unit:
+	$(GO) test -count=1 -short -v ./... 2>&1 | grep -E '^(ok|FAIL|---|panic)|SKIP \(needs root' ; exit $${PIPESTATUS[0]}
+
+unit: test-unit
 
 sanity:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./sanity/csisanity/
@@ -29,6 +36,18 @@ sanity:
 # beside kubelet's own secret volume (sanity/node harness).
 e2e:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./e2e/
+
+# Each fuzz target for FUZZTIME; `go test` alone runs their checked-in
+# corpora (testdata/fuzz/), so CI replays every input found so far.
+FUZZTIME ?= 60s
+FUZZ_TARGETS ?= ./manifest:FuzzYAMLToJSON ./secret:FuzzParseManifests \
+	./csi:FuzzParseAttributes ./volume:FuzzItems
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "== $$fn in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./bench/

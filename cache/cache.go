@@ -1,20 +1,38 @@
 // Package cache shares Secret reads between mounts, as kubelet's
-// configMapAndSecretChangeDetectionStrategy does: one entry per Secret (and
-// identity) and strategy family, so every mount of a Secret shares one
+// configMapAndSecretChangeDetectionStrategy does: one entry per Secret,
+// identity and strategy family, so every mount of a Secret shares one
 // backend watch or one read. It keeps the last good version through errors
 // and tells subscribers only about real content changes.
+//
+// Identity (SPEC §4 "Sharing and identity"): volumes that read with pod
+// tokens share an entry per service account, since all tokens of one
+// account carry the same RBAC. The entry holds the tokens of its live
+// volumes (identity.go), reads and watches with the freshest unexpired one
+// and moves to the next on a refusal; with none accepted, new subscribers
+// get the refusal and never data read before.
+//
+// Lifecycle of an entry:
+//  1. Subscribe creates it and first() reads once, however many
+//     subscribe at once; a Watch entry then follows the Secret (watch.go);
+//  2. errors keep the last good version and are retried with jittered
+//     backoff shared by the entry (wait.Backoff);
+//  3. once no subscriber is left, park starts the idle timer; after
+//     Options.Idle free stops the entry, wipes the bytes it owns and
+//     forgets it; a wave of frees ends with debug.FreeOSMemory.
 package cache
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/metrics"
 	"github.com/secretfs/secretfs/secret"
@@ -35,6 +53,11 @@ const (
 	// DefaultPoll is how often a Watch entry polls a source that cannot
 	// watch, when no TTL is given.
 	DefaultPoll = time.Second
+	// DefaultIdle is how long an entry without subscribers is kept.
+	DefaultIdle = time.Minute
+	// freeAfter is how long after the last free of a wave the memory is
+	// given back to the OS.
+	freeAfter = time.Second
 )
 
 // ErrClosed is the State.Err of a subscription made after Cache.Close.
@@ -55,13 +78,14 @@ func ParseStrategy(s string) (Strategy, error) {
 
 // Options tune a Cache; zero values mean the defaults.
 type Options struct {
-	// MaxIdle is how many entries without subscribers stay cached (and
-	// watched); default 1000. Negative: none, an entry stops when its
-	// last subscriber leaves.
-	MaxIdle int
-	// MaxBackoff caps the retry delay after errors; default 30s.
-	MaxBackoff time.Duration
-	Logger     *slog.Logger
+	// Idle is how long an entry without subscribers stays (still
+	// watched, its bytes kept) before it is stopped, wiped and freed;
+	// default DefaultIdle (--cache-idle). Negative: at once.
+	Idle time.Duration
+	// MinBackoff and MaxBackoff bound the jittered retry delay after
+	// errors; defaults 100ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	Logger                 *slog.Logger
 }
 
 // State is what the cache knows about one Secret.
@@ -83,64 +107,92 @@ const (
 
 func (f family) String() string { return [...]string{"Watch", "Cache/Get"}[f] }
 
+// key is what an entry is shared by. scope is the identity: "" for the
+// backend's own credentials, "sa:NS/NAME" for pod tokens of a known
+// service account, "tokens:HASH" for tokens of an unknown one (shared
+// only by volumes bringing the very same tokens).
 type key struct {
-	ref backend.Ref
-	fam family
+	ns, name string
+	scope    string
+	fam      family
+}
+
+func scopeOf(id backend.Identity) string {
+	switch {
+	case id.Own():
+		return ""
+	case id.ServiceAccount != "":
+		return "sa:" + id.Namespace + "/" + id.ServiceAccount
+	}
+	h := sha256.New()
+	for _, t := range id.Tokens {
+		h.Write([]byte(t.Value))
+		h.Write([]byte{0})
+	}
+	return "tokens:" + hex.EncodeToString(h.Sum(nil))
 }
 
 // Cache is safe for concurrent use.
 type Cache struct {
 	b          backend.Backend
+	owns       bool // the backend hands out Secrets nobody else holds: free wipes them
 	log        *slog.Logger
+	idle       time.Duration
+	minBackoff time.Duration
 	maxBackoff time.Duration
-	minBackoff time.Duration // first retry delay; tests shorten it
 
-	mu      sync.Mutex
-	entries map[key]*entry              // every live entry, with or without subscribers
-	idle    *simplelru.LRU[key, *entry] // entries without subscribers; nil if MaxIdle < 0
-	closed  bool
+	mu       sync.Mutex
+	entries  map[key]*entry // every live entry, with or without subscribers
+	freeWave *time.Timer    // pending debug.FreeOSMemory after frees
+	closed   bool
 }
 
 // New returns a cache reading from b.
 func New(b backend.Backend, opts Options) *Cache {
-	c := &Cache{b: b, log: opts.Logger, maxBackoff: opts.MaxBackoff, entries: map[key]*entry{}}
+	c := &Cache{b: b, log: opts.Logger, idle: opts.Idle, minBackoff: opts.MinBackoff, maxBackoff: opts.MaxBackoff,
+		entries: map[key]*entry{}}
+	if o, ok := b.(backend.Owner); ok {
+		c.owns = o.CallerOwnsSecrets()
+	}
 	if c.log == nil {
 		c.log = slog.Default()
+	}
+	if c.idle == 0 {
+		c.idle = DefaultIdle
 	}
 	if c.maxBackoff <= 0 {
 		c.maxBackoff = 30 * time.Second
 	}
-	c.minBackoff = min(100*time.Millisecond, c.maxBackoff)
-	if opts.MaxIdle == 0 {
-		opts.MaxIdle = 1000
+	if c.minBackoff <= 0 {
+		c.minBackoff = 100 * time.Millisecond
 	}
-	if opts.MaxIdle > 0 {
-		// Called under c.mu, by Add (evicting) and Remove (reviving):
-		// only an entry still without subscribers is stopped.
-		c.idle, _ = simplelru.NewLRU(opts.MaxIdle, func(_ key, e *entry) {
-			if e.nsubs == 0 {
-				c.drop(e)
-			}
-		})
-	}
+	c.minBackoff = min(c.minBackoff, c.maxBackoff)
 	return c
 }
 
-// Subscribe registers onChange for ref and returns once the Secret was
-// read for the first time (one backend read however many subscribe at
-// once) or ctx is done. A Get subscriber re-reads an existing entry, a
-// Cache one does when its ttl expired. ttl is the Cache strategy's TTL
-// (default 1m) and, for Watch on a source that cannot watch, the poll
-// interval (default 1s). onChange runs outside locks, in order, once per
-// content change after the returned State.
-func (c *Cache) Subscribe(ctx context.Context, ref backend.Ref, st Strategy, ttl time.Duration, onChange func(State)) (*Subscription, State) {
+// Subscribe registers onChange for the Secret ref (ref.Token is ignored:
+// tokens come from id) and returns once the Secret was read for the first
+// time (one backend read however many subscribe at once) or ctx is done.
+// id's tokens join the entry of its service account; a Get subscriber
+// re-reads an existing entry, a Cache one does when its ttl expired. ttl
+// is the Cache strategy's TTL (default 1m) and, for Watch on a source
+// that cannot watch, the poll interval (default 1s). onChange runs outside
+// locks, in order, once per content change after the returned State.
+//
+// If no token of the entry is accepted (its own included), the State
+// holds only the refusal: never data read before.
+func (c *Cache) Subscribe(ctx context.Context, ref backend.Ref, id backend.Identity, st Strategy, ttl time.Duration, onChange func(State)) (*Subscription, State) {
 	st, _ = ParseStrategy(string(st)) // unknown values fall back to Watch
 	if st == "" {
 		st = StrategyWatch
 	}
-	k := key{ref, readFamily}
+	k := key{ns: ref.Namespace, name: ref.Name, scope: scopeOf(id), fam: readFamily}
 	if st == StrategyWatch {
 		k.fam = watchFamily
+	}
+	s := &Subscription{st: st, ttl: ttl, onChange: onChange}
+	if st == StrategyCache && s.ttl <= 0 {
+		s.ttl = DefaultTTL
 	}
 	c.mu.Lock()
 	if c.closed {
@@ -151,22 +203,25 @@ func (c *Cache) Subscribe(ctx context.Context, ref backend.Ref, st Strategy, ttl
 	if !hit {
 		e = c.newEntry(k, ttl)
 		c.entries[k] = e
-		go e.first()
+		metrics.CacheEntries.Inc()
 	}
 	e.nsubs++
-	if hit && e.nsubs == 1 && c.idle != nil {
-		c.idle.Remove(k) // revived; nsubs > 0 keeps it running
-	}
+	e.idleGen++ // revived: a pending idle timer no longer applies
+	s.e = e
+	// The tokens join before the first read, which needs one.
+	e.mu.Lock()
+	e.setTokens(s, id.Tokens)
+	e.mu.Unlock()
 	c.mu.Unlock()
-	s := &Subscription{e: e, st: st, ttl: ttl, onChange: onChange}
-	if st == StrategyCache && s.ttl <= 0 {
-		s.ttl = DefaultTTL
+	if !hit {
+		go e.first()
 	}
 
 	select {
 	case <-e.ready:
 		if hit {
-			// An existing entry may be older than this subscriber accepts.
+			// An existing entry may be older than this subscriber
+			// accepts, or refused so far (the new token may do).
 			s.refresh(ctx)
 		} else {
 			metrics.CacheRequests.WithLabelValues("miss").Inc()
@@ -177,41 +232,65 @@ func (c *Cache) Subscribe(ctx context.Context, ref backend.Ref, st Strategy, ttl
 	defer e.mu.Unlock()
 	e.subs[s] = struct{}{}
 	state := e.state
+	if e.denied {
+		state = State{Err: state.Err}
+	}
 	if state.Secret == nil && !state.Missing && state.Err == nil && ctx.Err() != nil {
-		state.Err = fmt.Errorf("secret %s: first read: %w", ref, ctx.Err())
+		state.Err = fmt.Errorf("secret %s/%s: first read: %w", k.ns, k.name, ctx.Err())
 	}
 	return s, state
 }
 
-// park is called under c.mu when an entry lost its last subscriber.
+// park is called under c.mu when an entry lost its last subscriber: it is
+// freed after the idle time unless a subscriber comes back.
 func (c *Cache) park(e *entry) {
 	switch {
 	case c.closed:
-	case c.idle == nil, e.key.ref.Token != "":
-		// A pod's token expires and is replaced at each republish: an
-		// idle entry read with it would only go on failing.
-		c.drop(e)
-	default:
-		c.idle.Add(e.key, e)
+		return
+	case c.idle < 0:
+		c.free(e)
+		return
+	}
+	gen := e.idleGen
+	time.AfterFunc(c.idle, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if e.nsubs == 0 && e.idleGen == gen && c.entries[e.key] == e {
+			c.free(e)
+		}
+	})
+}
+
+// free stops an entry, wipes the bytes it owns and forgets it; called
+// under c.mu. Memory goes back to the OS once a wave of frees is over.
+func (c *Cache) free(e *entry) {
+	if c.entries[e.key] != e {
+		return
+	}
+	delete(c.entries, e.key)
+	metrics.CacheEntries.Dec()
+	e.stop(c.owns)
+	if c.freeWave == nil {
+		c.freeWave = time.AfterFunc(freeAfter, func() {
+			c.mu.Lock()
+			c.freeWave = nil
+			c.mu.Unlock()
+			debug.FreeOSMemory()
+		})
+	} else {
+		c.freeWave.Reset(freeAfter)
 	}
 }
 
-// drop forgets and stops an entry; called under c.mu.
-func (c *Cache) drop(e *entry) {
-	if c.entries[e.key] == e {
-		delete(c.entries, e.key)
-	}
-	e.cancel()
-}
-
-// Close stops every watch and poll. Subscriptions keep their last State.
+// Close stops every watch and poll. Subscriptions keep their last State;
+// nothing is wiped, since they may still show it.
 func (c *Cache) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
 	for _, e := range c.entries {
-		e.cancel()
+		e.stop(false)
+		metrics.CacheEntries.Dec()
 	}
 	clear(c.entries)
-	c.idle = nil
 }

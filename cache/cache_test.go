@@ -13,12 +13,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/backend/file"
+	"github.com/secretfs/secretfs/metrics"
 	"github.com/secretfs/secretfs/secret"
 )
 
 var ctx = context.Background()
+
+// own is the backend's own identity (no pod tokens).
+var own backend.Identity
 
 func ref(name string) backend.Ref { return backend.Ref{Namespace: "default", Name: name} }
 
@@ -137,7 +143,7 @@ func TestSharedWatch(t *testing.T) {
 		recs[i] = &recorder{}
 		wg.Go(func() {
 			var st State
-			subs[i], st = c.Subscribe(ctx, ref("db"), StrategyWatch, 0, recs[i].onChange)
+			subs[i], st = c.Subscribe(ctx, ref("db"), own, StrategyWatch, 0, recs[i].onChange)
 			if password(st.Secret) != "v1" || st.Err != nil || st.Missing {
 				t.Errorf("first state: %+v", st)
 			}
@@ -179,7 +185,7 @@ func TestSingleFlightFirstRead(t *testing.T) {
 			var wg sync.WaitGroup
 			for range 50 {
 				wg.Go(func() {
-					s, state := c.Subscribe(ctx, ref("db"), st, time.Hour, nil)
+					s, state := c.Subscribe(ctx, ref("db"), own, st, time.Hour, nil)
 					defer s.Close()
 					if password(state.Secret) != "v1" {
 						t.Errorf("state %+v", state)
@@ -203,7 +209,7 @@ func TestChangesInOrder(t *testing.T) {
 	dir, b := fileBackend(t)
 	c := newCache(t, b, Options{})
 	var rec recorder
-	s, st := c.Subscribe(ctx, ref("db"), StrategyWatch, 0, rec.onChange)
+	s, st := c.Subscribe(ctx, ref("db"), own, StrategyWatch, 0, rec.onChange)
 	defer s.Close()
 	if !st.Missing || st.Secret != nil {
 		t.Fatalf("missing Secret: %+v", st)
@@ -235,7 +241,7 @@ func TestImmutableNeverReread(t *testing.T) {
 	c := newCache(t, b, Options{})
 	var rec recorder
 	for _, st := range []Strategy{StrategyWatch, StrategyGet, StrategyCache} {
-		s, state := c.Subscribe(ctx, ref("db"), st, time.Nanosecond, rec.onChange)
+		s, state := c.Subscribe(ctx, ref("db"), own, st, time.Nanosecond, rec.onChange)
 		defer s.Close()
 		if password(state.Secret) != "v1" {
 			t.Fatalf("%s: %+v", st, state)
@@ -245,7 +251,7 @@ func TestImmutableNeverReread(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	for range 5 {
 		for _, st := range []Strategy{StrategyGet, StrategyCache} {
-			s, _ := c.Subscribe(ctx, ref("db"), st, time.Nanosecond, nil)
+			s, _ := c.Subscribe(ctx, ref("db"), own, st, time.Nanosecond, nil)
 			if got := s.Refresh(ctx); password(got.Secret) != "v1" {
 				t.Fatalf("refresh re-read: %+v", got)
 			}
@@ -266,7 +272,7 @@ func TestGetStrategy(t *testing.T) {
 	write(t, dir, "db.yaml", manifest("db", "v1", false))
 	c := newCache(t, b, Options{})
 	var rec recorder
-	s, _ := c.Subscribe(ctx, ref("db"), StrategyGet, 0, rec.onChange)
+	s, _ := c.Subscribe(ctx, ref("db"), own, StrategyGet, 0, rec.onChange)
 	defer s.Close()
 	for i := 2; i <= 6; i++ {
 		if i%2 == 0 {
@@ -289,7 +295,7 @@ func TestCacheStrategy(t *testing.T) {
 	write(t, dir, "db.yaml", manifest("db", "v1", false))
 	c := newCache(t, b, Options{})
 	const ttl = 200 * time.Millisecond
-	s, _ := c.Subscribe(ctx, ref("db"), StrategyCache, ttl, nil)
+	s, _ := c.Subscribe(ctx, ref("db"), own, StrategyCache, ttl, nil)
 	defer s.Close()
 	write(t, dir, "db.yaml", manifest("db", "v2", false))
 	for range 10 {
@@ -309,29 +315,107 @@ func TestCacheStrategy(t *testing.T) {
 	}
 }
 
-func TestIdleLRU(t *testing.T) {
+// TestIdleFreed: an entry without subscribers stays (and keeps its
+// watch) for the idle time, is revived without a read, and is then freed:
+// its watch stops, the live-entries gauge drops.
+func TestIdleFreed(t *testing.T) {
 	dir, b := fileBackend(t)
 	write(t, dir, "a.yaml", manifest("a", "a", false))
 	write(t, dir, "b.yaml", manifest("b", "b", false))
-	c := newCache(t, b, Options{MaxIdle: 1})
+	const idle = 300 * time.Millisecond
+	c := newCache(t, b, Options{Idle: idle})
+	entries := func() float64 { return testutil.ToFloat64(metrics.CacheEntries) }
+	before := entries()
 
-	sa, _ := c.Subscribe(ctx, ref("a"), StrategyWatch, 0, nil)
+	sa, _ := c.Subscribe(ctx, ref("a"), own, StrategyWatch, 0, nil)
 	sa.Close() // idle, still watched
 	eventually(t, "a's watch", func() bool { return b.open.Load() == 1 })
-	sa, st := c.Subscribe(ctx, ref("a"), StrategyWatch, 0, nil) // a hit
+	sa, st := c.Subscribe(ctx, ref("a"), own, StrategyWatch, 0, nil) // a hit
 	if password(st.Secret) != "a" || b.gets.Load() != 1 || b.watches.Load() != 1 {
 		t.Fatalf("revive: %+v gets=%d watches=%d", st, b.gets.Load(), b.watches.Load())
 	}
-	sa.Close()
-
-	sb, _ := c.Subscribe(ctx, ref("b"), StrategyWatch, 0, nil)
+	sb, _ := c.Subscribe(ctx, ref("b"), own, StrategyWatch, 0, nil)
 	eventually(t, "b's watch", func() bool { return b.open.Load() == 2 })
-	sb.Close() // b idle: a is evicted, its watch stops
-	eventually(t, "a's watch to stop", func() bool { return b.open.Load() == 1 })
-	c.Subscribe(ctx, ref("a"), StrategyWatch, 0, nil)
-	if g := b.gets.Load(); g != 3 {
-		t.Fatalf("a after eviction: %d gets, want 3", g)
+	if n := entries() - before; n != 2 {
+		t.Fatalf("%v live entries, want 2", n)
 	}
+	sb.Close()
+	time.Sleep(idle / 2)
+	if b.open.Load() != 2 || entries()-before != 2 {
+		t.Fatal("b freed before its idle time")
+	}
+	eventually(t, "b's watch to stop", func() bool { return b.open.Load() == 1 })
+	if n := entries() - before; n != 1 {
+		t.Fatalf("%v live entries after b was freed, want 1", n)
+	}
+	// a kept its subscriber all along; b comes back with a new read.
+	time.Sleep(idle)
+	if b.open.Load() != 1 {
+		t.Fatal("a's watch stopped while subscribed")
+	}
+	sb, st = c.Subscribe(ctx, ref("b"), own, StrategyWatch, 0, nil)
+	if password(st.Secret) != "b" || b.gets.Load() != 3 {
+		t.Fatalf("b after free: %+v, %d gets; want a new read (3)", st, b.gets.Load())
+	}
+	sa.Close()
+	sb.Close()
+	eventually(t, "every watch to stop", func() bool { return b.open.Load() == 0 })
+	eventually(t, "the gauge to drop", func() bool { return entries() == before })
+}
+
+// TestWipeOnlyOwned: a freed entry wipes its Secret's bytes only when the
+// backend handed them to the cache alone. The file source shares one
+// parsed Secret between its readers: its bytes must stay.
+func TestWipeOnlyOwned(t *testing.T) {
+	for _, owned := range []bool{false, true} {
+		t.Run(fmt.Sprint("owned=", owned), func(t *testing.T) {
+			dir, fb := fileBackend(t)
+			write(t, dir, "a.yaml", manifest("a", "secret-bytes", false))
+			var b backend.Backend = fb
+			if owned {
+				b = &owning{fb}
+			}
+			c := newCache(t, b, Options{Idle: -1})
+			s, st := c.Subscribe(ctx, ref("a"), own, StrategyGet, 0, nil)
+			if password(st.Secret) != "secret-bytes" {
+				t.Fatalf("state %+v", st)
+			}
+			data := st.Secret.Data["password"]
+			s.Close() // Idle < 0: freed at once
+			want := "secret-bytes"
+			if owned {
+				want = string(make([]byte, len(want)))
+			}
+			if string(data) != want {
+				t.Fatalf("after free the bytes read %q, want %q", data, want)
+			}
+			if !owned {
+				again, err := fb.Get(ctx, ref("a"))
+				if err != nil || password(again) != "secret-bytes" {
+					t.Fatalf("the file source's Secret was damaged: %v %q", err, password(again))
+				}
+			}
+		})
+	}
+}
+
+// owning is a backend that gives each caller its own copy (as the kube
+// backend does), so the cache owns what it gets.
+type owning struct{ *counting }
+
+func (o *owning) CallerOwnsSecrets() bool { return true }
+
+func (o *owning) Get(ctx context.Context, r backend.Ref) (*secret.Secret, error) {
+	s, err := o.counting.Get(ctx, r)
+	if s != nil {
+		cp := *s
+		cp.Data = map[string][]byte{}
+		for k, v := range s.Data {
+			cp.Data[k] = slices.Clone(v)
+		}
+		s = &cp
+	}
+	return s, err
 }
 
 func TestStaleWhileError(t *testing.T) {
@@ -339,7 +423,7 @@ func TestStaleWhileError(t *testing.T) {
 	write(t, dir, "db.yaml", manifest("db", "v1", false))
 	c := newCache(t, b, Options{})
 	var rec recorder
-	s, _ := c.Subscribe(ctx, ref("db"), StrategyWatch, 0, rec.onChange)
+	s, _ := c.Subscribe(ctx, ref("db"), own, StrategyWatch, 0, rec.onChange)
 	defer s.Close()
 
 	write(t, dir, "db.yaml", "apiVersion: v1\nkind: Secret\nmetadata: [\n")
@@ -381,13 +465,19 @@ func (f *flaky) Watch(context.Context, backend.Ref, func(backend.Event)) error {
 func TestBackoff(t *testing.T) {
 	t.Run("watch", func(t *testing.T) {
 		f := &flaky{}
+		before := testutil.ToFloat64(metrics.Retries.WithLabelValues("watch"))
 		c := newCache(t, f, Options{}) // first retry after ~100ms, doubling
-		s, _ := c.Subscribe(ctx, ref("db"), StrategyWatch, 0, nil)
+		s, _ := c.Subscribe(ctx, ref("db"), own, StrategyWatch, 0, nil)
 		defer s.Close()
 		time.Sleep(time.Second)
-		// Without backoff this would be thousands; with it: 0, ~.1, ~.3, ~.7 s.
+		// Without backoff this would be thousands; with it: 0, .1–.15,
+		// .3–.45, .7–1.05 s.
 		if n := f.watches.Load(); n < 3 || n > 6 {
 			t.Fatalf("%d watch attempts in 1s", n)
+		}
+		// Every attempt after the first waited for the backoff, counted.
+		if got := testutil.ToFloat64(metrics.Retries.WithLabelValues("watch")) - before; got < float64(f.watches.Load()-1) {
+			t.Fatalf("secretfs_backend_retries_total{op=watch} = %v after %d attempts", got, f.watches.Load())
 		}
 		if st := s.State(); password(st.Secret) != "v1" || st.Err == nil {
 			t.Fatalf("state %+v", st)
@@ -395,13 +485,12 @@ func TestBackoff(t *testing.T) {
 	})
 	t.Run("poll", func(t *testing.T) {
 		f := &flaky{noWatch: true}
-		c := newCache(t, f, Options{MaxBackoff: 80 * time.Millisecond})
-		c.minBackoff = 10 * time.Millisecond
-		s, _ := c.Subscribe(ctx, ref("db"), StrategyWatch, 10*time.Millisecond, nil)
+		c := newCache(t, f, Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+		s, _ := c.Subscribe(ctx, ref("db"), own, StrategyWatch, 10*time.Millisecond, nil)
 		defer s.Close()
 		time.Sleep(500 * time.Millisecond)
-		// Polling every 10ms would be ~50 reads; backing off to 80ms
-		// (jittered down to 40ms) is at most ~15.
+		// Polling every 10ms would be ~50 reads; backing off to 50ms
+		// (jittered up to 75ms) is at most ~15.
 		if n := f.gets.Load(); n < 5 || n > 16 {
 			t.Fatalf("%d reads in 500ms", n)
 		}
@@ -409,11 +498,11 @@ func TestBackoff(t *testing.T) {
 			t.Fatalf("state %+v", st)
 		}
 	})
-	b := &backoff{base: 100 * time.Millisecond, max: time.Second}
+	e := newCache(t, &flaky{}, Options{MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}).newEntry(key{}, 0)
 	for i, want := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
 		want *= time.Millisecond
-		if d := b.next(); d < want/2 || d > want {
-			t.Fatalf("step %d: %v not in [%v, %v]", i, d, want/2, want)
+		if d := e.bo.Step(); d < want || d > want*3/2 {
+			t.Fatalf("step %d: %v not in [%v, %v]", i, d, want, want*3/2)
 		}
 	}
 }
@@ -422,7 +511,7 @@ func TestClosedCache(t *testing.T) {
 	_, b := fileBackend(t)
 	c := New(b, Options{})
 	c.Close()
-	s, st := c.Subscribe(ctx, ref("db"), StrategyWatch, 0, nil)
+	s, st := c.Subscribe(ctx, ref("db"), own, StrategyWatch, 0, nil)
 	if !errors.Is(st.Err, ErrClosed) || !errors.Is(s.Refresh(ctx).Err, ErrClosed) {
 		t.Fatalf("after Close: %+v", st)
 	}
@@ -436,7 +525,7 @@ func TestUpdateLatency(t *testing.T) {
 	write(t, dir, "db.yaml", manifest("db", "start", false))
 	c := newCache(t, b, Options{})
 	got := make(chan string, 1000)
-	s, _ := c.Subscribe(ctx, ref("db"), StrategyWatch, 0, func(st State) { got <- password(st.Secret) })
+	s, _ := c.Subscribe(ctx, ref("db"), own, StrategyWatch, 0, func(st State) { got <- password(st.Secret) })
 	defer s.Close()
 	var lat []time.Duration
 	for i := range 200 {
@@ -463,7 +552,7 @@ func TestUpdateLatency(t *testing.T) {
 func TestInvalidIsNotMissing(t *testing.T) {
 	dir, b := fileBackend(t)
 	c := newCache(t, b, Options{})
-	s, st := c.Subscribe(ctx, ref("db"), StrategyWatch, 0, func(State) {})
+	s, st := c.Subscribe(ctx, ref("db"), own, StrategyWatch, 0, func(State) {})
 	defer s.Close()
 	if !st.Missing {
 		t.Fatalf("first state %+v, want missing", st)

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"math"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/metrics"
@@ -19,13 +20,14 @@ type entry struct {
 	c    *Cache
 	key  key
 	poll time.Duration // Watch family on a source that cannot watch
-	// ctx ends with the entry (evicted, cache closed); reads and the
+	// ctx ends with the entry (freed, cache closed); reads and the
 	// watch run under it, not under a subscriber's ctx, because they
 	// serve every subscriber.
-	ctx    context.Context
-	cancel context.CancelFunc
-	nsubs  int           // guarded by c.mu
-	ready  chan struct{} // closed once the first read is applied
+	ctx     context.Context
+	cancel  context.CancelFunc
+	nsubs   int           // guarded by c.mu
+	idleGen int           // guarded by c.mu; bumped at each revival
+	ready   chan struct{} // closed once the first read is applied
 
 	mu        sync.Mutex
 	state     State
@@ -35,6 +37,15 @@ type entry struct {
 	inflight  *call
 	logged    string // last error logged, to log each error once
 	subs      map[*Subscription]struct{}
+	bo        wait.Backoff // retry delays, shared by the watch and polls
+
+	// identity.go: the tokens of the live volumes and which are refused.
+	tokens     map[*Subscription][]*cred
+	denied     bool          // no token accepted: new subscribers get the refusal
+	stale      bool          // nothing reads now (denied, or the watch waits for a token)
+	rekey      chan struct{} // a volume brought or took tokens (capacity 1)
+	watchToken string        // the token the running watch's last request sent
+	refusal    error         // the last refusal, for the denial's message
 }
 
 // call is one backend Get that concurrent readers share.
@@ -50,8 +61,18 @@ func (c *Cache) newEntry(k key, ttl time.Duration) *entry {
 	if poll <= 0 {
 		poll = DefaultPoll
 	}
-	return &entry{c: c, key: k, poll: poll, ctx: ctx, cancel: cancel,
-		ready: make(chan struct{}), subs: map[*Subscription]struct{}{}}
+	e := &entry{c: c, key: k, poll: poll, ctx: ctx, cancel: cancel,
+		ready: make(chan struct{}), subs: map[*Subscription]struct{}{},
+		tokens: map[*Subscription][]*cred{}, rekey: make(chan struct{}, 1)}
+	e.resetBackoff()
+	return e
+}
+
+func (e *entry) String() string { return e.key.ns + "/" + e.key.name }
+
+// ref is the backend's name for the Secret, read with token.
+func (e *entry) ref(token string) backend.Ref {
+	return backend.Ref{Namespace: e.key.ns, Name: e.key.name, Token: token}
 }
 
 // first makes the entry's first read, then starts its watch.
@@ -61,6 +82,22 @@ func (e *entry) first() {
 	if e.key.fam == watchFamily && !e.isImmutable() {
 		e.watch()
 	}
+}
+
+// stop ends the entry's reads and watch; with wipe, the bytes of the
+// Secret it holds are overwritten (only when the backend gave them to us
+// alone: the file source shares its parsed Secrets between callers).
+func (e *entry) stop(wipe bool) {
+	e.cancel()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if wipe && e.state.Secret != nil {
+		for _, v := range e.state.Secret.Data {
+			clear(v)
+		}
+		e.state = State{Err: ErrClosed}
+	}
+	clear(e.tokens)
 }
 
 func (e *entry) isImmutable() bool {
@@ -91,18 +128,31 @@ func (e *entry) read(ctx context.Context, notBefore time.Time) State {
 		return c.state
 	case <-ctx.Done():
 		st := e.current()
-		st.Err = fmt.Errorf("secret %s: read: %w", e.key.ref, ctx.Err())
+		st.Err = fmt.Errorf("secret %s: read: %w", e, ctx.Err())
 		return st
 	}
 }
 
+// do reads with the entry's best token, and with the next one as long as
+// a token is refused.
 func (e *entry) do(c *call) {
-	sec, err := e.c.b.Get(e.ctx, e.key.ref)
-	metrics.BackendReads.WithLabelValues(readResult(err)).Inc()
-	if errors.Is(err, backend.ErrNotFound) {
-		c.state = e.apply(nil, true, nil, c.start)
-	} else {
-		c.state = e.apply(sec, false, err, c.start)
+	for {
+		tok, err := e.pick()
+		if err != nil {
+			c.state = e.apply(nil, false, err, c.start)
+			break
+		}
+		sec, err := e.c.b.Get(e.ctx, e.ref(tok))
+		metrics.BackendReads.WithLabelValues(readResult(err)).Inc()
+		if errors.Is(err, backend.ErrForbidden) && e.refuse(tok, err) {
+			continue
+		}
+		if errors.Is(err, backend.ErrNotFound) {
+			c.state = e.apply(nil, true, nil, c.start)
+		} else {
+			c.state = e.apply(sec, false, err, c.start)
+		}
+		break
 	}
 	e.mu.Lock()
 	if e.inflight == c {
@@ -124,6 +174,8 @@ func readResult(err error) string {
 		return "notfound"
 	case errors.As(err, &inv):
 		return "invalid"
+	case errors.Is(err, backend.ErrForbidden):
+		return "forbidden"
 	}
 	return "error"
 }
@@ -134,8 +186,8 @@ func readResult(err error) string {
 func (e *entry) apply(sec *secret.Secret, missing bool, err error, at time.Time) State {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if at.Before(e.appliedAt) {
-		return e.state // a newer observation is already in
+	if e.ctx.Err() != nil || at.Before(e.appliedAt) {
+		return e.state // freed, or a newer observation is already in
 	}
 	e.appliedAt = at
 	old := e.state
@@ -151,7 +203,7 @@ func (e *entry) apply(sec *secret.Secret, missing bool, err error, at time.Time)
 		if msg := err.Error(); msg != e.logged {
 			e.logged = msg
 			e.c.log.Warn("secret refresh failed; keeping the last good version",
-				"secret", e.key.ref.String(), "strategy", e.key.fam.String(), "err", msg)
+				"secret", e.String(), "strategy", e.key.fam.String(), "err", msg)
 		}
 		return e.state
 	case missing:
@@ -162,9 +214,10 @@ func (e *entry) apply(sec *secret.Secret, missing bool, err error, at time.Time)
 		e.state = State{Secret: sec, Changed: old.Changed}
 		e.immutable = sec.Immutable
 	}
+	e.accepted()
 	if e.logged != "" {
 		e.logged = ""
-		e.c.log.Info("secret readable again", "secret", e.key.ref.String(), "strategy", e.key.fam.String())
+		e.c.log.Info("secret readable again", "secret", e.String(), "strategy", e.key.fam.String())
 	}
 	if changed {
 		e.state.Changed = time.Now()
@@ -175,63 +228,23 @@ func (e *entry) apply(sec *secret.Secret, missing bool, err error, at time.Time)
 	return e.state
 }
 
-// watch follows the Secret with one backend watch, restarted with backoff
-// when it fails, until the entry ends or the Secret turns immutable.
-func (e *entry) watch() {
-	ctx, stop := context.WithCancel(e.ctx)
-	defer stop()
-	bo := e.c.newBackoff()
-	for {
-		var healthy atomic.Bool
-		metrics.Watches.Inc()
-		err := e.c.b.Watch(ctx, e.key.ref, func(ev backend.Event) {
-			switch {
-			case ev.Err != nil:
-				e.apply(nil, false, ev.Err, time.Now())
-			case ev.Deleted:
-				healthy.Store(true)
-				e.apply(nil, true, nil, time.Now())
-			default:
-				healthy.Store(true)
-				if e.apply(ev.Secret, false, nil, time.Now()); e.isImmutable() {
-					stop() // SPEC §1: never re-read an immutable Secret
-				}
-			}
-		})
-		metrics.Watches.Dec()
-		switch {
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, backend.ErrNoWatch):
-			e.pollLoop(ctx, bo)
-			return
-		case healthy.Load():
-			bo.reset() // it worked for a while: retry soon
-		}
-		if err != nil {
-			e.apply(nil, false, fmt.Errorf("secret %s: watch: %w", e.key.ref, err), time.Now())
-		}
-		if !sleep(ctx, bo.next()) {
-			return
-		}
-	}
+// resetBackoff starts the retry delays over: 100ms, 200ms, … up to the
+// cap, each jittered by up to +50% so that entries failing together (an
+// apiserver restart) do not come back together. Under e.mu or before the
+// entry is shared.
+func (e *entry) resetBackoff() {
+	e.bo = wait.Backoff{Duration: e.c.minBackoff, Factor: 2, Jitter: 0.5, Steps: math.MaxInt32, Cap: e.c.maxBackoff}
 }
 
-// pollLoop stands in for a watch on a source that cannot watch.
-func (e *entry) pollLoop(ctx context.Context, bo *backoff) {
-	wait := e.poll
-	for sleep(ctx, wait) {
-		st := e.read(ctx, time.Now())
-		if e.isImmutable() || ctx.Err() != nil {
-			return
-		}
-		if st.Err != nil {
-			wait = bo.next()
-		} else {
-			bo.reset()
-			wait = e.poll
-		}
-	}
+// backoff waits for the entry's next retry delay; false if the entry
+// ended meanwhile.
+func (e *entry) backoff(ctx context.Context, op string) bool {
+	e.mu.Lock()
+	d := e.bo.Step()
+	e.mu.Unlock()
+	metrics.Retries.WithLabelValues(op).Inc()
+	metrics.RetryDelay.Observe(d.Seconds())
+	return sleep(ctx, d)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -243,22 +256,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// backoff is exponential with jitter, so that many entries failing
-// together do not retry in lockstep.
-type backoff struct{ base, max, cur time.Duration }
-
-func (c *Cache) newBackoff() *backoff { return &backoff{base: c.minBackoff, max: c.maxBackoff} }
-
-func (b *backoff) reset() { b.cur = 0 }
-
-// next returns a delay in [cur/2, cur], cur doubling up to max.
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.base
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur/2 + rand.N(b.cur/2+1)
 }

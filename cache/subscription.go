@@ -2,12 +2,18 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/metrics"
 )
 
-// Subscription is one subscriber of an entry.
+// ErrOtherIdentity is returned by SetIdentity for an identity that does
+// not share the subscription's entry (another service account).
+var ErrOtherIdentity = errors.New("identity of another entry")
+
+// Subscription is one subscriber of an entry: one volume.
 type Subscription struct {
 	e        *entry
 	st       Strategy
@@ -30,8 +36,10 @@ func (s *Subscription) State() State {
 
 // Refresh applies the strategy: Get re-reads now, Cache re-reads if the
 // TTL expired, Watch returns the current state (the watch keeps it
-// fresh). An immutable Secret is never re-read. A content change found
-// here also reaches every subscriber's onChange, this one's included.
+// fresh). An entry that nothing reads now (refused, or its watch waiting
+// for a token) is re-read whatever the strategy. An immutable Secret is
+// never re-read. A content change found here also reaches every
+// subscriber's onChange, this one's included.
 func (s *Subscription) Refresh(ctx context.Context) State {
 	if s.e == nil {
 		return State{Err: ErrClosed}
@@ -43,7 +51,7 @@ func (s *Subscription) refresh(ctx context.Context) State {
 	e := s.e
 	e.mu.Lock()
 	stale := e.ctx.Err() == nil && !e.immutable &&
-		(s.st == StrategyGet || s.st == StrategyCache && time.Since(e.readAt) >= s.ttl)
+		(e.stale || s.st == StrategyGet || s.st == StrategyCache && time.Since(e.readAt) >= s.ttl)
 	e.mu.Unlock()
 	if !stale {
 		metrics.CacheRequests.WithLabelValues("hit").Inc()
@@ -53,9 +61,29 @@ func (s *Subscription) refresh(ctx context.Context) State {
 	return e.read(ctx, time.Now())
 }
 
+// SetIdentity replaces the tokens this subscription brings to its entry
+// (a republish with a fresh pod token): no second entry or watch. An
+// identity of another entry is ErrOtherIdentity: subscribe anew.
+func (s *Subscription) SetIdentity(id backend.Identity) error {
+	e := s.e
+	if e == nil {
+		return ErrClosed
+	}
+	if scopeOf(id) != e.key.scope {
+		return ErrOtherIdentity
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !s.closed {
+		e.setTokens(s, id.Tokens)
+	}
+	return nil
+}
+
 // Close ends the subscription; onChange is not called after Close
-// returns, except a call already running. The entry stays cached (and
-// watched) while idle, until the idle LRU evicts it.
+// returns, except a call already running. Its tokens leave the entry; the
+// entry stays cached (and watched, with the backend's own credentials)
+// for the idle time.
 func (s *Subscription) Close() {
 	e := s.e
 	if e == nil {
@@ -69,6 +97,7 @@ func (s *Subscription) Close() {
 	s.closed = true
 	s.queue = nil
 	delete(e.subs, s)
+	e.setTokens(s, nil)
 	e.mu.Unlock()
 
 	e.c.mu.Lock()

@@ -2,6 +2,7 @@ package csi
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -9,9 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/secretfs/secretfs/cache"
+	"github.com/secretfs/secretfs/manifest"
 	"github.com/secretfs/secretfs/volume"
 )
 
@@ -27,6 +27,9 @@ const (
 	attrTTL             = "ttl"
 	attrSecretNamespace = "secretNamespace"
 	attrBase64Keys      = "base64Keys"
+	// attrSecretProviderClass selects a Secrets Store provider volume
+	// (provider.go parses those).
+	attrSecretProviderClass = "secretProviderClass"
 
 	// podInfoPrefix is kubelet's (podInfoOnMount, tokenRequests); keys
 	// under it are never refused, new kubelets may add some.
@@ -40,7 +43,7 @@ const (
 )
 
 var knownAttrs = []string{attrSecretName, attrItems, attrDefaultMode, attrOptional,
-	attrChangeDetection, attrTTL, attrSecretNamespace, attrBase64Keys}
+	attrChangeDetection, attrTTL, attrSecretNamespace, attrBase64Keys, attrSecretProviderClass}
 
 // staticSecretName stands in for the Secret's name when the data comes from
 // the request's `secrets`: errors then read `secret "ns/nodePublishSecretRef" …`.
@@ -55,6 +58,9 @@ type Attributes struct {
 	TTL        time.Duration
 	Pod        PodInfo
 	Persistent bool
+	// Provider is set for a secretProviderClass volume: its files come
+	// from a Secrets Store provider, not from a Secret.
+	Provider *ProviderAttrs `json:",omitempty"`
 }
 
 // PodInfo is what kubelet tells about the Pod (podInfoOnMount).
@@ -64,15 +70,66 @@ type PodInfo struct {
 	Tokens string
 }
 
+// volumeOrigin is what a volume id tells about who wrote the attributes.
+type volumeOrigin int
+
+const (
+	originUnknown    volumeOrigin = iota // a PV's handle: ephemeral says
+	originController                     // our Controller's id: persistent
+	originInline                         // kubelet's inline id: ephemeral, always
+)
+
+// ParseVolumeAttributes is ParseAttributes for the volume volumeID: an id
+// of our Controller makes the volume persistent, kubelet's inline id
+// (csi-<64 hex>) makes it ephemeral whatever
+// csi.storage.k8s.io/ephemeral says, so a Pod's author cannot claim
+// another namespace by writing ephemeral "false" into an inline volume.
+func ParseVolumeAttributes(volumeID string, vc map[string]string, mountGroup string) (*Attributes, error) {
+	origin := originUnknown
+	switch {
+	case isControllerID(volumeID):
+		origin = originController
+	case isInlineID(volumeID):
+		origin = originInline
+	}
+	return parseAttributes(vc, origin, mountGroup)
+}
+
+// isInlineID says id is kubelet's id of a CSI inline volume:
+// "csi-" + hex(sha256(pod uid + volume name)).
+func isInlineID(id string) bool {
+	h, ok := strings.CutPrefix(id, "csi-")
+	if !ok || len(h) != 64 {
+		return false
+	}
+	for _, c := range h {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // ParseAttributes turns volume_context into Attributes, applying the
 // namespace rule of SPEC §4. ours says the volume id was made by our
 // Controller; mountGroup is volume_capability.mount.volume_mount_group.
 // Errors name the attribute and map to InvalidArgument.
 func ParseAttributes(vc map[string]string, ours bool, mountGroup string) (*Attributes, error) {
+	origin := originUnknown
+	if ours {
+		origin = originController
+	}
+	return parseAttributes(vc, origin, mountGroup)
+}
+
+func parseAttributes(vc map[string]string, origin volumeOrigin, mountGroup string) (*Attributes, error) {
 	for k := range vc {
 		if !slices.Contains(knownAttrs, k) && !strings.HasPrefix(k, podInfoPrefix) {
 			return nil, fmt.Errorf("volume attribute %q is unknown (known: %s, and keys under %s)", k, strings.Join(knownAttrs, ", "), podInfoPrefix)
 		}
+	}
+	if _, ok := vc[attrSecretProviderClass]; ok {
+		return parseProviderAttributes(vc, mountGroup)
 	}
 	a := &Attributes{Pod: PodInfo{
 		Name: vc[podNameKey], Namespace: vc[podNamespaceKey], UID: vc[podUIDKey],
@@ -132,14 +189,10 @@ func ParseAttributes(vc map[string]string, ours bool, mountGroup string) (*Attri
 			}
 		}
 	}
-	if mountGroup != "" {
-		g, err := strconv.ParseInt(mountGroup, 10, 64)
-		if err != nil || g < 0 || g > 1<<32-2 {
-			return nil, fmt.Errorf("volume_mount_group %q: not a group ID", mountGroup)
-		}
-		s.FSGroup = &g
+	if s.FSGroup, err = parseMountGroup(mountGroup); err != nil {
+		return nil, err
 	}
-	if err := a.namespace(vc, ours); err != nil {
+	if err := a.namespace(vc, origin); err != nil {
 		return nil, err
 	}
 	if err := s.Validate(); err != nil {
@@ -148,19 +201,40 @@ func ParseAttributes(vc map[string]string, ours bool, mountGroup string) (*Attri
 	return a, nil
 }
 
+// parseMountGroup reads volume_mount_group (kubelet's fsGroup); "" is none.
+func parseMountGroup(mountGroup string) (*int64, error) {
+	if mountGroup == "" {
+		return nil, nil
+	}
+	g, err := strconv.ParseInt(mountGroup, 10, 64)
+	if err != nil || g < 0 || g > 1<<32-2 {
+		return nil, fmt.Errorf("volume_mount_group %q: not a group ID", mountGroup)
+	}
+	return &g, nil
+}
+
 // namespace applies the rule that keeps a Pod inside its namespace: only a
 // volume known to be persistent (its attributes written by an admin in a
 // PV, not by the Pod's author) may name another namespace.
-func (a *Attributes) namespace(vc map[string]string, ours bool) error {
+func (a *Attributes) namespace(vc map[string]string, origin volumeOrigin) error {
 	eph, hasEph := vc[ephemeralKey]
 	switch eph {
 	case "", "true", "false":
 	default:
 		return fmt.Errorf("volume attribute %s: %q is neither \"true\" nor \"false\"", ephemeralKey, eph)
 	}
-	// kubelet says "true" for inline volumes; their ids are kubelet's own
-	// ("csi-<sha256>"), so "true" wins over an id that looks like ours.
-	a.Persistent = eph == "false" || ours && !(hasEph && eph == "true")
+	switch origin {
+	case originInline:
+		// kubelet's own id: the attributes are the Pod author's, and
+		// so is any "ephemeral: false" among them.
+		a.Persistent = false
+	case originController:
+		// kubelet says "true" for inline volumes, so "true" wins over
+		// an id that looks like ours.
+		a.Persistent = !(hasEph && eph == "true")
+	default:
+		a.Persistent = eph == "false"
+	}
 	podNS, secretNS := a.Pod.Namespace, vc[attrSecretNamespace]
 	switch {
 	case a.Persistent && secretNS != "":
@@ -185,7 +259,7 @@ func (a *Attributes) namespace(vc map[string]string, ours bool) error {
 func parseItems(text string) ([]volume.Item, error) {
 	var raw []map[string]json.RawMessage
 	if err := unmarshalYAMLOrJSON(text, &raw); err != nil {
-		return nil, fmt.Errorf("not a list of {key, path, mode}: %w", err)
+		return nil, err
 	}
 	items := make([]volume.Item, 0, len(raw))
 	for i, r := range raw {
@@ -194,9 +268,9 @@ func parseItems(text string) ([]volume.Item, error) {
 			var err error
 			switch f {
 			case "key":
-				err = json.Unmarshal(v, &it.Key)
+				err = decodeString(v, &it.Key)
 			case "path":
-				err = json.Unmarshal(v, &it.Path)
+				err = decodeString(v, &it.Path)
 			case "mode":
 				it.Mode, err = parseItemMode(v)
 			default:
@@ -228,7 +302,7 @@ func parseItemMode(v json.RawMessage) (*int32, error) {
 	}
 	n, err := strconv.ParseInt(string(v), 10, 32)
 	if err != nil {
-		return nil, fmt.Errorf("%s is not an integer or an octal string", v)
+		return nil, errors.New("must be an integer or an octal string")
 	}
 	if n < 0 || n > volume.MaxMode {
 		return nil, fmt.Errorf("%d (%#o) out of range 0-0777 (as a number it is decimal; write \"0400\" for octal)", n, n)
@@ -248,11 +322,24 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // unmarshalYAMLOrJSON reads YAML 1.1 the way kubectl does (JSON is a
-// subset, so JSON text reads the same as through encoding/json).
+// subset, so JSON text reads the same as through encoding/json), strictly
+// and quietly through package manifest: duplicate or non-string keys are
+// errors, and no error quotes the text.
 func unmarshalYAMLOrJSON(text string, v any) error {
-	js, err := yaml.YAMLToJSON([]byte(text))
+	js, err := manifest.YAMLToJSON([]byte(text), manifest.Options{})
 	if err != nil {
 		return err
 	}
-	return json.Unmarshal(js, v)
+	if json.Unmarshal(js, v) != nil {
+		return errors.New("not a list of {key, path, mode}")
+	}
+	return nil
+}
+
+// decodeString reads a JSON string; the decoder's message is not passed on.
+func decodeString(v json.RawMessage, s *string) error {
+	if json.Unmarshal(v, s) != nil {
+		return errors.New("must be a string")
+	}
+	return nil
 }

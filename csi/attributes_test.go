@@ -1,10 +1,13 @@
 package csi
 
 import (
+	"encoding/base64"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/cache"
 )
 
@@ -150,17 +153,33 @@ func TestParseAttributes(t *testing.T) {
 	}
 }
 
-func TestPodToken(t *testing.T) {
-	tok, err := podToken(`{"other":{"token":"o"},"":{"token":"api","expirationTimestamp":"2030-01-01T00:00:00Z"}}`)
-	if err != nil || tok != "api" {
-		t.Errorf("%q %v", tok, err)
+func TestPodIdentity(t *testing.T) {
+	jwt := func(sub, sig string) string {
+		return "eyJhbGciOiJSUzI1NiJ9." + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"`+sub+`"}`)) + "." + sig
 	}
-	tok, err = podToken(`{"b":{"token":"tb"},"a":{"token":"ta"}}`)
-	if err != nil || tok != "ta" {
-		t.Errorf("%q %v", tok, err)
+	api, other := jwt("system:serviceaccount:app:web", "a"), jwt("system:serviceaccount:app:web", "o")
+	id, err := podIdentity(`{"other":{"token":"`+other+`"},"":{"token":"`+api+`","expirationTimestamp":"2030-01-01T00:00:00Z"}}`, "app", "web")
+	exp := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	want := backend.Identity{Namespace: "app", ServiceAccount: "web", Tokens: []backend.Token{{Value: api, Expiry: exp}, {Value: other}}}
+	if err != nil || !reflect.DeepEqual(id, want) {
+		t.Errorf("%+v %v", id, err)
 	}
-	if _, err := podToken(`{"":"sekrit-token"}`); err == nil || strings.Contains(err.Error(), "sekrit") {
+	// A token claiming another account, or none: the volume shares with
+	// no other.
+	for _, tok := range []string{jwt("system:serviceaccount:app:admin", "x"), jwt("system:serviceaccount:other:web", "x"), "opaque"} {
+		id, err := podIdentity(`{"":{"token":"`+tok+`"}}`, "app", "web")
+		if err != nil || id.ServiceAccount != "" || len(id.Tokens) != 1 {
+			t.Errorf("token %.20q…: %+v %v; want no service account", tok, id, err)
+		}
+	}
+	if _, err := podIdentity(`{"":{"token":"x","expirationTimestamp":"soon"}}`, "app", "web"); err == nil || strings.Contains(err.Error(), `"x"`) {
+		t.Errorf("bad expiry: %v", err)
+	}
+	if _, err := podIdentity(`{"":"sekrit-token"}`, "app", "web"); err == nil || strings.Contains(err.Error(), "sekrit") {
 		t.Errorf("bad JSON: %v", err)
+	}
+	if _, err := podIdentity(`{"":{"token":""}}`, "app", "web"); err == nil {
+		t.Error("no token: no error")
 	}
 }
 
@@ -175,5 +194,45 @@ func TestControllerID(t *testing.T) {
 		if isControllerID(id) {
 			t.Errorf("%q taken for ours", id)
 		}
+	}
+}
+
+// kubelet's inline ids make a volume ephemeral whatever its attributes
+// say: "ephemeral: false" written by the Pod's author reaches no other
+// namespace (SPEC §4 "Safety on the node").
+func TestInlineIDIsEphemeral(t *testing.T) {
+	inline := "csi-" + strings.Repeat("0123456789abcdef", 4)
+	for _, id := range []string{inline, "csi-" + strings.Repeat("f", 64)} {
+		if !isInlineID(id) {
+			t.Errorf("%q not taken for an inline id", id)
+		}
+	}
+	for _, id := range []string{"csi-" + strings.Repeat("F", 64), "csi-" + strings.Repeat("a", 63), "csi-x", "pv-1", ""} {
+		if isInlineID(id) {
+			t.Errorf("%q taken for an inline id", id)
+		}
+	}
+	trick := map[string]string{"secretName": "s", "secretNamespace": "kube-system", ephemeralKey: "false"}
+	if _, err := ParseVolumeAttributes(inline, trick, ""); err == nil || !strings.Contains(err.Error(), podNamespaceKey) {
+		t.Errorf("inline id, ephemeral false, no pod info: %v; want refused", err)
+	}
+	trick[podNamespaceKey] = "team"
+	if _, err := ParseVolumeAttributes(inline, trick, ""); err == nil || !strings.Contains(err.Error(), attrSecretNamespace) {
+		t.Errorf("inline id, ephemeral false, other namespace: %v; want refused", err)
+	}
+	trick[attrSecretNamespace] = "team"
+	a, err := ParseVolumeAttributes(inline, trick, "")
+	if err != nil || a.Persistent || a.Spec.Namespace != "team" {
+		t.Errorf("inline id, own namespace: %+v %v", a, err)
+	}
+	// A PV's handle is persistent when kubelet says so; our Controller's
+	// id always.
+	pv := map[string]string{"secretName": "s", "secretNamespace": "other", ephemeralKey: "false"}
+	if a, err := ParseVolumeAttributes("pv-1", pv, ""); err != nil || a.Spec.Namespace != "other" {
+		t.Errorf("PV: %+v %v", a, err)
+	}
+	ours := controllerID("pvc-1", map[string]string{"secretName": "s"})
+	if a, err := ParseVolumeAttributes(ours, map[string]string{"secretName": "s", "secretNamespace": "other"}, ""); err != nil || a.Spec.Namespace != "other" {
+		t.Errorf("our id: %+v %v", a, err)
 	}
 }

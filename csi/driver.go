@@ -6,12 +6,15 @@
 package csi
 
 import (
+	"fmt"
 	"log/slog"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
+	"github.com/secretfs/secretfs/backend/provider"
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/keeper"
+	"github.com/secretfs/secretfs/targetpath"
 )
 
 // DriverName is the CSI driver name (the CSIDriver object's name).
@@ -29,9 +32,14 @@ type Config struct {
 	// csi.storage.k8s.io/serviceAccount.tokens) to the source, so the
 	// pod's RBAC decides. Only the kube source uses tokens.
 	PodTokens bool
+	// Providers serves secretProviderClass volumes; nil refuses them.
+	Providers *provider.Pool
 	// Keeper, when set, holds every mount so it outlives this process.
 	Keeper *keeper.Client
-	Logger *slog.Logger
+	// MountRoot is the only tree the plugin mounts in, unmounts in or
+	// removes from (kubelet's root-dir); default DefaultMountRoot.
+	MountRoot string
+	Logger    *slog.Logger
 }
 
 // Driver implements the CSI Identity, Controller and Node services.
@@ -43,10 +51,12 @@ type Driver struct {
 	cfg    Config
 	log    *slog.Logger
 	mounts *mounts
+	guard  *targetpath.Guard // every target_path and volume_path passes it
 }
 
-// New returns a driver; Serve it with a Server.
-func New(cfg Config) *Driver {
+// New returns a driver; Serve it with a Server. It fails only on a bad
+// MountRoot.
+func New(cfg Config) (*Driver, error) {
 	if cfg.Name == "" {
 		cfg.Name = DriverName
 	}
@@ -56,5 +66,12 @@ func New(cfg Config) *Driver {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Driver{cfg: cfg, log: cfg.Logger, mounts: newMounts()}
+	if cfg.MountRoot == "" {
+		cfg.MountRoot = DefaultMountRoot
+	}
+	g, err := targetpath.New(cfg.MountRoot, fsType)
+	if err != nil {
+		return nil, fmt.Errorf("csi: %w", err)
+	}
+	return &Driver{cfg: cfg, log: cfg.Logger, mounts: newMounts(), guard: g}, nil
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/secretfs/secretfs/backend/file"
 	"github.com/secretfs/secretfs/cache"
+	"github.com/secretfs/secretfs/sanity/needroot"
 )
 
 // plugin is one driver served on a real unix socket, reading a real file
@@ -53,14 +54,15 @@ func startPlugin(t *testing.T, opts ...pluginOpt) *plugin {
 	must(t, err)
 	log := slog.New(slog.NewJSONHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c := cache.New(b, cache.Options{Logger: log})
-	cfg := Config{NodeID: "node-1", Cache: c, Logger: log}
+	cfg := Config{NodeID: "node-1", Cache: c, Logger: log, MountRoot: p.dir}
 	p.sock = filepath.Join(p.dir, "plugins", DriverName, "csi.sock")
 	sopts := ServerOptions{Endpoint: "unix://" + p.sock}
 	for _, o := range opts {
 		o(&cfg, &sopts)
 	}
 	p.regDir = sopts.RegistrationDir
-	p.d = New(cfg)
+	p.d, err = New(cfg)
+	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- NewServer(p.d, sopts).Run(ctx) }()
@@ -103,6 +105,7 @@ type pod struct {
 	ns, name, uid string
 	fsGroup       string // volume_mount_group
 	tokens        string // serviceAccount.tokens JSON
+	sa            string // serviceAccount.name; default "default"
 	noPodInfo     bool   // a CSIDriver without podInfoOnMount
 }
 
@@ -124,6 +127,9 @@ func (p *plugin) inline(pd pod, volName string, attrs map[string]string, secrets
 	if !pd.noPodInfo {
 		vc[podNameKey], vc[podNamespaceKey], vc[podUIDKey] = pd.name, pd.ns, pd.uid
 		vc[podSAKey], vc[ephemeralKey] = "default", "true"
+		if pd.sa != "" {
+			vc[podSAKey] = pd.sa
+		}
 	}
 	if pd.tokens != "" {
 		vc[tokensKey] = pd.tokens
@@ -242,12 +248,7 @@ func mountCount(t *testing.T, path string) int {
 
 func requireFUSE(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount FUSE")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("needs /dev/fuse")
-	}
+	needroot.FUSE(t, "CSI publishes mount FUSE")
 }
 
 func must(t *testing.T, err error) {

@@ -6,29 +6,40 @@ import (
 	"fmt"
 	"syscall"
 
+	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/live"
 )
 
 // kept is what the keeper holds about a published volume besides its
 // versions: enough for the next plugin process to serve and refresh it.
-// It stays in memory (the keeper's); the pod token is needed to go on
-// reading with the pod's identity until kubelet republishes a fresh one.
+// It stays in memory (the keeper's); the pod's tokens are needed to go on
+// reading with the pod's identity until kubelet republishes fresh ones.
 // It is JSON, which the keeper never reads: as with the keeper's own
-// blobs (keeper/wire), fields are only added, and a plugin of the release
-// before or after ignores the ones it does not know.
+// blobs (keeper/wire), fields are only added and the old ones still
+// written, so a plugin of the release before or after reads it. Token is
+// what a release before Identity reads (one token, no account).
 type kept struct {
 	VolumeID string
 	Key      string
 	Attrs    Attributes
-	Token    string
+	Token    string `json:",omitempty"`
+	Identity backend.Identity
+	// Context and Secrets are a provider volume's request, to join its
+	// entry again (provider.go).
+	Context map[string]string `json:",omitempty"`
+	Secrets map[string]string `json:",omitempty"`
 }
 
-func (d *Driver) meta(volumeID, key string, a *Attributes, token string) []byte {
+func (d *Driver) meta(volumeID, key string, a *Attributes, id backend.Identity) []byte {
 	if d.cfg.Keeper == nil {
 		return nil
 	}
-	b, _ := json.Marshal(kept{VolumeID: volumeID, Key: key, Attrs: *a, Token: token})
+	k := kept{VolumeID: volumeID, Key: key, Attrs: *a, Identity: id}
+	if len(id.Tokens) > 0 {
+		k.Token = id.Tokens[0].Value // for a release before Identity
+	}
+	b, _ := json.Marshal(k)
 	return b
 }
 
@@ -69,7 +80,13 @@ func (d *Driver) resume(ctx context.Context, e keeper.Entry) error {
 		syscall.Close(e.FD)
 		return fmt.Errorf("keeper record: %w", err)
 	}
-	mt := &mount{volumeID: k.VolumeID, key: k.Key, static: k.Attrs.Static, token: k.Token}
+	if k.Attrs.Provider != nil {
+		return d.resumeProvider(ctx, e, k)
+	}
+	if k.Identity.Own() && k.Token != "" {
+		k.Identity = backend.Identity{Tokens: []backend.Token{{Value: k.Token}}}
+	}
+	mt := &mount{volumeID: k.VolumeID, key: k.Key, static: k.Attrs.Static, id: k.Identity}
 	cfg := d.liveConfig(e.ID, mt, &k.Attrs)
 	c := d.cfg.Cache
 	if k.Attrs.Static {

@@ -12,6 +12,8 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/secretfs/secretfs/sanity/mountns"
 )
 
 // The seed's example Pods (kubernetes.io "Secrets"), rewritten as CSI
@@ -178,9 +180,21 @@ func TestNamespaces(t *testing.T) {
 	forged, _ := p.inline(pod{ns: "red", name: "forged"}, "db", map[string]string{"secretName": "db", "secretNamespace": "blue"}, nil)
 	forged.VolumeId = controllerID("x", nil)
 	wantCode(t, p.publish(forged), codes.InvalidArgument)
-	// A persistent volume (PV written by an admin) may name the namespace.
+	// kubelet's inline id stays ephemeral whatever the Pod's author
+	// writes: "ephemeral: false" reaches no other namespace, with or
+	// without pod info.
+	trick, ttrick := p.inline(pod{ns: "red", name: "trick"}, "db", map[string]string{"secretName": "db", "secretNamespace": "blue"}, nil)
+	trick.VolumeContext[ephemeralKey] = "false"
+	wantCode(t, p.publish(trick), codes.InvalidArgument)
+	wantAbsent(t, ttrick)
+	blindTrick, _ := p.inline(pod{ns: "red", name: "blind-trick", noPodInfo: true}, "db", map[string]string{"secretName": "db", "secretNamespace": "kube-system"}, nil)
+	blindTrick.VolumeContext[ephemeralKey] = "false"
+	wantCode(t, p.publish(blindTrick), codes.InvalidArgument)
+	// A persistent volume (PV written by an admin, its id the PV's
+	// volumeHandle) may name the namespace.
 	pv, tpv := p.inline(pod{ns: "red", name: "pv-user"}, "pv", map[string]string{"secretName": "db", "secretNamespace": "blue"}, nil)
 	pv.VolumeContext[ephemeralKey] = "false"
+	pv.VolumeId = "pv-blue-db"
 	p.mustPublish(pv)
 	wantFiles(t, tpv, map[string]string{"password": "blue-pw"})
 }
@@ -279,6 +293,9 @@ func TestPublishUnavailable(t *testing.T) {
 }
 
 func TestUnpublish(t *testing.T) {
+	if !mountns.Enter(t) {
+		return
+	}
 	p := startPlugin(t)
 	p.writeSecret("default", "s", map[string]string{"k": "v"})
 	t.Run("unknown target", func(t *testing.T) {
@@ -313,13 +330,21 @@ func TestVolumeStats(t *testing.T) {
 	if len(st.GetUsage()) == 0 || st.Usage[0].Total <= 0 {
 		t.Errorf("usage %v", st.GetUsage())
 	}
-	_, err = p.node.NodeGetVolumeStats(context.Background(), &csi.NodeGetVolumeStatsRequest{VolumeId: req.VolumeId, VolumePath: p.dir})
+	_, err = p.node.NodeGetVolumeStats(context.Background(), &csi.NodeGetVolumeStatsRequest{VolumeId: req.VolumeId, VolumePath: filepath.Join(p.dir, "pods")})
 	wantCode(t, err, codes.NotFound)
+	// A path the guard refuses holds no volume: NotFound, nothing read.
+	for _, path := range []string{p.dir, "some/path", target + "/..data", target + "/../mount"} {
+		_, err = p.node.NodeGetVolumeStats(context.Background(), &csi.NodeGetVolumeStatsRequest{VolumeId: req.VolumeId, VolumePath: path})
+		wantCode(t, err, codes.NotFound)
+	}
 }
 
 // A dead FUSE mount at the target (its server gone: ENOTCONN) is cleaned
 // and mounted again; CleanupStale finds such mounts at start-up.
 func TestDeadMount(t *testing.T) {
+	if !mountns.Enter(t) {
+		return
+	}
 	p := startPlugin(t)
 	p.writeSecret("default", "s", map[string]string{"k": "v"})
 	req, target := p.inline(pod{ns: "default", name: "dead"}, "v", map[string]string{"secretName": "s"}, nil)
@@ -332,7 +357,7 @@ func TestDeadMount(t *testing.T) {
 
 	other := filepath.Join(p.dir, "pods", "old", "mount")
 	deadMount(t, other)
-	n, err := CleanupStale(p.dir, p.d.log, p.d.Serves)
+	n, err := p.d.CleanupStale()
 	if err != nil || n != 1 {
 		t.Errorf("CleanupStale = %d, %v; want 1", n, err)
 	}
@@ -344,20 +369,8 @@ func TestDeadMount(t *testing.T) {
 	}
 }
 
-// deadMount leaves a secretfs FUSE mount at dir whose server is gone.
-func deadMount(t *testing.T, dir string) {
-	t.Helper()
-	must(t, os.MkdirAll(dir, 0o750))
-	fd, err := syscall.Open("/dev/fuse", syscall.O_RDWR, 0)
-	must(t, err)
-	opts := "fd=" + itoa(fd) + ",rootmode=40000,user_id=0,group_id=0"
-	must(t, syscall.Mount(fsName, dir, "fuse."+fsName, syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV, opts))
-	syscall.Close(fd)
-	_, err = os.Stat(dir)
-	if !errors.Is(err, syscall.ENOTCONN) {
-		t.Fatalf("stat of the dead mount: %v, want ENOTCONN", err)
-	}
-}
+// deadMount leaves a mount of this plugin at dir whose server is gone.
+func deadMount(t *testing.T, dir string) { t.Helper(); deadMountAs(t, dir, mountSource) }
 
 func itoa(n int) string {
 	if n == 0 {
@@ -380,4 +393,12 @@ func mode(t *testing.T, path string) os.FileMode {
 	fi, err := os.Stat(path)
 	must(t, err)
 	return fi.Mode().Perm()
+}
+
+// wantAbsent says nothing is at path (a refused publish made nothing).
+func wantAbsent(t *testing.T, path string) {
+	t.Helper()
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s: %v, want nothing there", path, err)
+	}
 }

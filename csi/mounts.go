@@ -3,7 +3,10 @@ package csi
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
+	"github.com/secretfs/secretfs/backend"
+	"github.com/secretfs/secretfs/backend/provider"
 	"github.com/secretfs/secretfs/live"
 )
 
@@ -13,9 +16,16 @@ type mount struct {
 	// key is what the volume shows, from its attributes (spec, strategy,
 	// fsGroup; never secrets or tokens): a republish must show the same.
 	key    string
-	static bool   // fed from the request's `secrets`, updated with Set
-	token  string // the pod token it reads with ("" for our own identity)
+	static bool             // fed from the request's `secrets`, updated with Set
+	id     backend.Identity // the pod's service account and tokens (zero: our own identity)
 	vol    *live.Volume
+	// mntID is the kernel's id of the mount made at publish (0: unknown,
+	// e.g. taken back from the keeper); unpublish checks with it that the
+	// mount at the target is still ours.
+	mntID uint64
+	// provider is the volume's place in its shared provider entry, for
+	// a secretProviderClass volume (atomic: the unmount callback reads it).
+	provider atomic.Pointer[provider.Member]
 }
 
 // mounts is the bookkeeping target → mount. Each target has its own lock,

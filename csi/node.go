@@ -5,18 +5,30 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"path/filepath"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/secretfs/secretfs/backend"
 )
+
+// maxVolumeContext bounds volume_context (keys and values in all): real
+// attributes are a few KiB; more is refused before anything reads it.
+const maxVolumeContext = 256 << 10
 
 // NodePublishVolume validates the whole request before looking anything
 // up, so a bad request fails the same way whatever is mounted.
 func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
-	target, err := checkVolumeAndPath(req.GetVolumeId(), req.GetTargetPath(), "target_path")
+	if n := contextSize(req.GetVolumeContext()); n > maxVolumeContext {
+		return nil, status.Errorf(codes.InvalidArgument, "volume_context is %d bytes, over the limit of %d", n, maxVolumeContext)
+	}
+	if err := checkVolumeID(req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	target, err := d.checkPath("target_path", req.GetTargetPath())
 	if err != nil {
 		return nil, err
 	}
@@ -25,11 +37,20 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		return nil, err
 	}
 	// req.Readonly false is fine: the mount is read-only whatever is asked.
-	a, err := ParseAttributes(req.GetVolumeContext(), isControllerID(req.GetVolumeId()), c.GetMount().GetVolumeMountGroup())
+	a, err := ParseVolumeAttributes(req.GetVolumeId(), req.GetVolumeContext(), c.GetMount().GetVolumeMountGroup())
 	if err != nil {
 		return nil, invalidArg(err)
 	}
-	r := publishRequest{volumeID: req.GetVolumeId(), target: target, attrs: a}
+	r := publishRequest{volumeID: req.GetVolumeId(), target: target.Name, path: target, attrs: a}
+	if a.Provider != nil {
+		// The provider gets volume_context and secrets (tokens
+		// included) as they came, as the driver forwards them.
+		r.context, r.secrets = req.GetVolumeContext(), req.GetSecrets()
+		if err := d.publish(ctx, r); err != nil {
+			return nil, err
+		}
+		return &csi.NodePublishVolumeResponse{}, nil
+	}
 	// With the CSIDriver's serviceAccountTokenInSecrets, kubelet puts the
 	// tokens in `secrets` (where CSI redacts them) instead of volume_context.
 	secrets, tokens := req.GetSecrets(), a.Pod.Tokens
@@ -41,7 +62,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if a.Static {
 		r.secrets = secrets
 	} else if d.cfg.PodTokens && tokens != "" {
-		if r.token, err = podToken(tokens); err != nil {
+		if r.id, err = podIdentity(tokens, a.Pod.Namespace, a.Pod.ServiceAccount); err != nil {
 			return nil, invalidArg(err)
 		}
 	}
@@ -52,7 +73,10 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 }
 
 func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
-	target, err := checkVolumeAndPath(req.GetVolumeId(), req.GetTargetPath(), "target_path")
+	if err := checkVolumeID(req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	target, err := d.checkPath("target_path", req.GetTargetPath())
 	if err != nil {
 		return nil, err
 	}
@@ -82,10 +106,19 @@ func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRe
 // NodeGetVolumeStats reports the volume's size as the filesystem's statfs
 // does: all of it used, none free (it is read-only).
 func (d *Driver) NodeGetVolumeStats(_ context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
-	path, err := checkVolumeAndPath(req.GetVolumeId(), req.GetVolumePath(), "volume_path")
-	if err != nil {
+	if err := checkVolumeID(req.GetVolumeId()); err != nil {
 		return nil, err
 	}
+	if req.GetVolumePath() == "" {
+		return nil, status.Error(codes.InvalidArgument, "volume_path is required")
+	}
+	// Every published volume passed the guard, so a path it refuses holds
+	// none: NotFound, as CSI wants for a path without the volume.
+	p, err := d.guard.Check(req.GetVolumePath())
+	if err != nil {
+		return nil, status.Errorf(codes.NotFound, "volume_path: %v: no volume is published there", err)
+	}
+	path := p.Name
 	mt := d.mounts.get(path)
 	if mt == nil || mt.volumeID != req.GetVolumeId() {
 		return nil, status.Errorf(codes.NotFound, "volume %q is not published at %s", req.GetVolumeId(), path)
@@ -101,36 +134,63 @@ func (d *Driver) NodeGetVolumeStats(_ context.Context, req *csi.NodeGetVolumeSta
 	}}, nil
 }
 
-// checkVolumeAndPath checks the two arguments every Node call carries
-// and returns the path cleaned (the bookkeeping key).
-func checkVolumeAndPath(id, path, field string) (string, error) {
+func checkVolumeID(id string) error {
 	if id == "" {
-		return "", status.Error(codes.InvalidArgument, "volume_id is required")
+		return status.Error(codes.InvalidArgument, "volume_id is required")
 	}
-	if path == "" {
-		return "", status.Errorf(codes.InvalidArgument, "%s is required", field)
-	}
-	return filepath.Clean(path), nil
+	return nil
 }
 
-// podToken picks the pod's token from serviceAccount.tokens
-// ({"<audience>": {"token": …, "expirationTimestamp": …}}): the one for
-// audience "" (the API server's), else the first by audience. The error
-// never quotes the text: it holds credentials.
-func podToken(raw string) (string, error) {
+// contextSize is volume_context's size, keys and values in all.
+func contextSize(vc map[string]string) int {
+	n := 0
+	for k, v := range vc {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// podIdentity reads serviceAccount.tokens ({"<audience>": {"token": …,
+// "expirationTimestamp": …}}): every token with its expiry, for the cache
+// entry of the pod's service account to read with whichever is accepted
+// (a token for another audience is refused and dropped). The volumes of
+// one account share what any of their tokens read, so the account comes
+// from kubelet (serviceAccount.name, podInfoOnMount) and must also be the
+// one every token claims; otherwise the volume shares with no other
+// (defence against a CSIDriver without podInfoOnMount, where a Pod could
+// name another account). The error never quotes the text: it holds
+// credentials.
+func podIdentity(raw, namespace, serviceAccount string) (backend.Identity, error) {
 	var toks map[string]struct {
-		Token string `json:"token"`
+		Token      string `json:"token"`
+		Expiration string `json:"expirationTimestamp"`
 	}
 	if err := json.Unmarshal([]byte(raw), &toks); err != nil {
-		return "", fmt.Errorf("volume attribute %s: not a JSON map of audience to {token}", tokensKey)
+		return backend.Identity{}, fmt.Errorf("volume attribute %s: not a JSON map of audience to {token, expirationTimestamp}", tokensKey)
 	}
-	if t, ok := toks[""]; ok && t.Token != "" {
-		return t.Token, nil
-	}
+	id := backend.Identity{Namespace: namespace, ServiceAccount: serviceAccount}
 	for _, aud := range sortedKeys(toks) {
-		if t := toks[aud].Token; t != "" {
-			return t, nil
+		t := toks[aud]
+		if t.Token == "" {
+			continue
+		}
+		tok := backend.Token{Value: t.Token}
+		if t.Expiration != "" {
+			exp, err := time.Parse(time.RFC3339, t.Expiration)
+			if err != nil {
+				return backend.Identity{}, fmt.Errorf("volume attribute %s: expirationTimestamp of audience %q is not RFC 3339", tokensKey, aud)
+			}
+			tok.Expiry = exp
+		}
+		id.Tokens = append(id.Tokens, tok)
+	}
+	if len(id.Tokens) == 0 {
+		return backend.Identity{}, fmt.Errorf("volume attribute %s: no token in it", tokensKey)
+	}
+	for _, t := range id.Tokens {
+		if ns, sa, ok := backend.TokenServiceAccount(t.Value); !ok || ns != namespace || sa != serviceAccount {
+			id.ServiceAccount = ""
 		}
 	}
-	return "", fmt.Errorf("volume attribute %s: no token in it", tokensKey)
+	return id, nil
 }

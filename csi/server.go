@@ -11,12 +11,14 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/secretfs/secretfs/metrics"
 )
@@ -179,23 +181,125 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 		metrics.Unpublishes.WithLabelValues(code.String()).Inc()
 	}
 	if err != nil {
-		log.Warn("gRPC call failed", "code", code.String(), "err", status.Convert(err).Message(), "seconds", elapsed.Seconds())
+		msg := status.Convert(err).Message()
+		if len(msg) > maxLoggedError {
+			msg = cut(msg, maxLoggedError)
+		}
+		log.Warn("gRPC call failed", "code", code.String(), "err", msg, "seconds", elapsed.Seconds())
 	} else {
 		log.Log(ctx, level, "gRPC call done", "seconds", elapsed.Seconds())
 	}
 	return resp, err
 }
 
+// maxLoggedValue bounds each string (and map key) the request log
+// shows, maxLoggedError the message of a failed call.
+const (
+	maxLoggedValue = 256
+	maxLoggedError = 1024
+)
+
 // sanitize renders a request for the log: protosanitizer drops the fields
 // CSI marks secret (`secrets`); the pod's service account token travels
-// in volume_context, which CSI does not mark, so it is blanked here.
+// in volume_context, which CSI does not mark, so it is blanked here; every
+// other string is cut at maxLoggedValue bytes, and a volume_context over
+// its limit is not shown at all (only its size), so no caller can make
+// one log line large.
 func sanitize(req any) string {
-	if r, ok := req.(*csi.NodePublishVolumeRequest); ok {
-		if _, has := r.GetVolumeContext()[tokensKey]; has {
-			r = proto.Clone(r).(*csi.NodePublishVolumeRequest)
-			r.VolumeContext[tokensKey] = "***stripped***"
-			req = r
+	m, ok := req.(proto.Message)
+	if !ok {
+		return fmt.Sprintf("%T", req)
+	}
+	m = proto.Clone(m)
+	if r, ok := m.(*csi.NodePublishVolumeRequest); ok {
+		if n := contextSize(r.VolumeContext); n > maxVolumeContext {
+			r.VolumeContext = map[string]string{"(not shown)": fmt.Sprintf("%d bytes in %d keys", n, len(r.VolumeContext))}
 		}
 	}
-	return protosanitizer.StripSecrets(req).String()
+	shorten(m.ProtoReflect())
+	return protosanitizer.StripSecrets(m).String()
+}
+
+// shorten cuts every string and bytes field of m, in maps and lists and
+// nested messages too, to maxLoggedValue, and blanks the token key.
+func shorten(m protoreflect.Message) {
+	var fields []protoreflect.FieldDescriptor
+	m.Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		fields = append(fields, fd)
+		return true
+	})
+	for _, fd := range fields {
+		v := m.Get(fd)
+		switch {
+		case fd.IsMap():
+			shortenMap(v.Map(), fd.MapValue())
+		case fd.IsList():
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				if nv, ok := shortValue(l.Get(i), fd); ok {
+					l.Set(i, nv)
+				}
+			}
+		default:
+			if nv, ok := shortValue(v, fd); ok {
+				m.Set(fd, nv)
+			}
+		}
+	}
+}
+
+func shortenMap(mp protoreflect.Map, vd protoreflect.FieldDescriptor) {
+	type entry struct {
+		k protoreflect.MapKey
+		v protoreflect.Value
+	}
+	var entries []entry
+	mp.Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
+		entries = append(entries, entry{k, v})
+		return true
+	})
+	for _, e := range entries {
+		v := e.v
+		if ks, ok := e.k.Interface().(string); ok {
+			if ks == tokensKey && vd.Kind() == protoreflect.StringKind {
+				v = protoreflect.ValueOfString("***stripped***")
+			}
+			if len(ks) > maxLoggedValue {
+				mp.Clear(e.k)
+				e.k = protoreflect.ValueOfString(cut(ks, maxLoggedValue)).MapKey()
+			}
+		}
+		if nv, ok := shortValue(v, vd); ok {
+			v = nv
+		}
+		mp.Set(e.k, v)
+	}
+}
+
+// shortValue returns v cut (strings, bytes) or shortened in place
+// (messages); ok says there is a new value to set.
+func shortValue(v protoreflect.Value, fd protoreflect.FieldDescriptor) (protoreflect.Value, bool) {
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		if s := v.String(); len(s) > maxLoggedValue {
+			return protoreflect.ValueOfString(cut(s, maxLoggedValue)), true
+		}
+	case protoreflect.BytesKind:
+		if b := v.Bytes(); len(b) > maxLoggedValue {
+			return protoreflect.ValueOfBytes(b[:maxLoggedValue]), true
+		}
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		shorten(v.Message())
+	}
+	return v, false
+}
+
+// cut keeps the first max bytes of s, backing off to a rune boundary (a
+// proto string must stay UTF-8), and says how long s was.
+func cut(s string, max int) string {
+	n := max
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return fmt.Sprintf("%s…(%d bytes)", s[:n], len(s))
 }

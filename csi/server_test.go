@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 )
 
@@ -135,6 +136,47 @@ func TestNoSecretInLogs(t *testing.T) {
 	for _, s := range []string{value, token} {
 		if strings.Contains(logs, s) {
 			t.Errorf("%q appears in the log:\n%s", s, logs)
+		}
+	}
+}
+
+// A volume_context over 256 KiB is refused before anything reads it, and
+// the request log shows neither it nor more than 256 bytes of any value.
+func TestHugeVolumeContext(t *testing.T) {
+	p := startPlugin(t)
+	p.writeSecret("default", "s", map[string]string{"k": "v"})
+	const mark = "HUGE-attribute-value-"
+	huge := strings.Repeat(mark, (300<<10)/len(mark))
+	req, target := p.inline(pod{ns: "default", name: "huge"}, "v", map[string]string{"secretName": "s", "items": huge}, nil)
+	err := p.publish(req)
+	wantCode(t, err, codes.InvalidArgument)
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, "volume_context") || strings.Contains(msg, mark) {
+		t.Errorf("message %q: want the size named, never the value", msg)
+	}
+	wantAbsent(t, target)
+	// Many small keys add up the same way.
+	many, _ := p.inline(pod{ns: "default", name: "many"}, "v", map[string]string{"secretName": "s"}, nil)
+	for i := range 30000 {
+		many.VolumeContext[podInfoPrefix+"k"+itoa(i)] = mark
+	}
+	wantCode(t, p.publish(many), codes.InvalidArgument)
+
+	// Under the limit, a long value is logged cut at 256 bytes.
+	long := strings.Repeat(mark, (10<<10)/len(mark))
+	ok, _ := p.inline(pod{ns: "default", name: "long"}, "v", map[string]string{"secretName": "s"}, nil)
+	ok.VolumeContext[podUIDKey] = long
+	p.mustPublish(ok)
+
+	logs := p.logs.String()
+	if !strings.Contains(logs, "(not shown)") {
+		t.Errorf("the log does not say the huge volume_context was left out:\n%.2000s", logs)
+	}
+	if n := strings.Count(logs, mark); n > 3*(256/len(mark)+1) {
+		t.Errorf("the log holds %d copies of the value (%d bytes in all); want only the first 256 bytes of the long one", n, len(logs))
+	}
+	for _, line := range strings.Split(logs, "\n") {
+		if len(line) > 16<<10 {
+			t.Errorf("a log line of %d bytes: %.300s…", len(line), line)
 		}
 	}
 }

@@ -4,20 +4,20 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
+	"reflect"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	mountutils "k8s.io/mount-utils"
 
+	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/live"
 	"github.com/secretfs/secretfs/metrics"
 	"github.com/secretfs/secretfs/secret"
+	"github.com/secretfs/secretfs/targetpath"
 )
 
 // This file is the storage side: it turns a validated publish into a live
@@ -26,15 +26,13 @@ import (
 // publishRequest is a NodePublishVolume after validation.
 type publishRequest struct {
 	volumeID string
-	target   string // clean, absolute
+	target   string // path.Name: the bookkeeping key
+	path     targetpath.Path
 	attrs    *Attributes
-	token    string            // the pod's token, or ""
-	secrets  map[string]string // the request's `secrets`; used only if attrs.Static
+	id       backend.Identity  // the pod's service account and tokens, or zero
+	secrets  map[string]string // the request's `secrets`; used only if attrs.Static or attrs.Provider
+	context  map[string]string // volume_context as sent; used only if attrs.Provider
 }
-
-// fsName is the FUSE source and subtype of our mounts ("fuse.secretfs"),
-// which is how stale mounts are recognised after a restart.
-const fsName = "secretfs"
 
 // publish mounts r.attrs at r.target, or refreshes the volume already
 // there. Errors are gRPC statuses.
@@ -63,16 +61,19 @@ func (d *Driver) publish(ctx context.Context, r publishRequest) error {
 			return nil
 		}
 	}
-	if err := prepareTarget(r.target, d.log); err != nil {
+	created, err := prepareTarget(r.path, d.log)
+	if err != nil {
 		return err
 	}
 	mt, err := d.mount(ctx, r, key)
 	if err != nil {
-		// Leave the target as kubelet made it: an empty folder we made
-		// goes (Remove fails harmlessly on anything else).
-		_ = os.Remove(r.target)
+		// Leave the target as it was: only the folder made above goes.
+		if created {
+			_ = removeEmptyDir(r.target)
+		}
 		return mountError(err)
 	}
+	mt.mntID, _ = r.path.MountID()
 	d.mounts.put(r.target, mt)
 	d.log.Info("volume published", "volume", r.volumeID, "target", r.target, "secret", r.attrs.Spec.Ref(),
 		"static", r.attrs.Static, "strategy", string(r.attrs.Strategy), "pod", r.attrs.Pod.Namespace+"/"+r.attrs.Pod.Name)
@@ -83,25 +84,29 @@ func (d *Driver) publish(ctx context.Context, r publishRequest) error {
 // is forgotten when it goes, however it went (unmounted from outside, or
 // a lazy unpublish finally released).
 func (d *Driver) liveConfig(target string, mt *mount, a *Attributes) live.Config {
-	volumeID, key, token := mt.volumeID, mt.key, mt.token
+	volumeID, key, id := mt.volumeID, mt.key, mt.id
 	return live.Config{
 		OnUnmount: func() { d.mounts.removeIf(target, mt) },
 		Spec:      a.Spec,
-		Token:     token,
+		Identity:  id,
 		Strategy:  a.Strategy,
 		TTL:       a.TTL,
 		// CSI volumes are root's, as kubelet's (SPEC §2); fsGroup sets
-		// the group and setgid folders.
-		FS:     fusefs.Options{UID: 0, GID: 0, FSGroup: a.Spec.FSGroup, Name: fsName},
+		// the group and setgid folders. Pods run as other users, so the
+		// mount allows them (the file modes decide).
+		FS:     fusefs.Options{UID: 0, GID: 0, FSGroup: a.Spec.FSGroup, Name: mountSource, AllowOther: true},
 		Logger: d.log.With("volume", volumeID),
 		Keeper: d.cfg.Keeper,
-		Meta:   d.meta(volumeID, key, a, token),
+		Meta:   d.meta(volumeID, key, a, id),
 	}
 }
 
 func (d *Driver) mount(ctx context.Context, r publishRequest, key string) (*mount, error) {
 	a := r.attrs
-	mt := &mount{volumeID: r.volumeID, key: key, static: a.Static, token: r.token}
+	if a.Provider != nil {
+		return d.mountProvider(ctx, r, key)
+	}
+	mt := &mount{volumeID: r.volumeID, key: key, static: a.Static, id: r.id}
 	cfg := d.liveConfig(r.target, mt, a)
 	var err error
 	if a.Static {
@@ -127,6 +132,10 @@ func (d *Driver) mount(ctx context.Context, r publishRequest, key string) (*moun
 // still answers OK (SPEC §4); live counts it.
 func (d *Driver) republish(ctx context.Context, mt *mount, r publishRequest) {
 	var err error
+	if r.attrs.Provider != nil { // same attributes as mt's: the keys match
+		d.republishProvider(ctx, mt, r)
+		return
+	}
 	if mt.static {
 		var s *secret.Secret
 		if s, err = staticSecret(r.attrs, r.secrets); err == nil {
@@ -134,12 +143,12 @@ func (d *Driver) republish(ctx context.Context, mt *mount, r publishRequest) {
 		} else {
 			metrics.RefreshErrors.WithLabelValues("invalid").Inc()
 		}
-	} else if r.token != mt.token {
-		// kubelet hands a fresh pod token at each republish; read with
-		// it from now on (the old one expires).
-		err = mt.vol.Resubscribe(ctx, d.cfg.Cache, r.token, d.meta(r.volumeID, mt.key, r.attrs, r.token))
+	} else if !reflect.DeepEqual(r.id, mt.id) {
+		// kubelet may hand fresh pod tokens at a republish: they replace
+		// this volume's in its cache entry (the old ones expire).
+		err = mt.vol.Resubscribe(ctx, d.cfg.Cache, r.id, d.meta(r.volumeID, mt.key, r.attrs, r.id))
 		if err == nil {
-			mt.token = r.token
+			mt.id = r.id
 		}
 	} else {
 		err = mt.vol.Refresh(ctx)
@@ -149,10 +158,12 @@ func (d *Driver) republish(ctx context.Context, mt *mount, r publishRequest) {
 	}
 }
 
-// unpublish unmounts target (lazily if busy), removes the folder and drops
-// the volume. An unknown target is fine, but a dead mount there (an
-// earlier process's) is cleaned.
-func (d *Driver) unpublish(ctx context.Context, volumeID, target string) error {
+// unpublish unmounts target (lazily if busy), removes the folder if it
+// is empty and drops the volume. A target this process does not serve is
+// releaseTarget's: left alone, or cleaned if an earlier process of ours
+// left a dead mount there.
+func (d *Driver) unpublish(ctx context.Context, volumeID string, p targetpath.Path) error {
+	target := p.Name
 	unlock, err := d.mounts.lock(ctx, target)
 	if err != nil {
 		return status.FromContextError(err).Err()
@@ -160,52 +171,43 @@ func (d *Driver) unpublish(ctx context.Context, volumeID, target string) error {
 	defer unlock()
 	mt := d.mounts.get(target)
 	if mt == nil {
-		if err := mountutils.CleanupMountPoint(target, unmounter(), false); err != nil {
-			return status.Errorf(codes.Internal, "clean up %s: %v", target, err)
-		}
-		return nil
+		return releaseTarget(p)
 	}
 	if mt.volumeID != volumeID {
 		// CSI: a volume not published at target is OK; leave the other.
 		d.log.Warn("unpublish of a volume that is not at the target", "volume", volumeID, "target", target, "mounted", mt.volumeID)
 		return nil
 	}
+	if err := mt.onTop(p); err != nil {
+		return err
+	}
+	if m := mt.provider.Load(); m != nil {
+		m.Close() // no more switches; the entry may go
+	}
 	if err := mt.vol.Unmount(); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
 	d.mounts.removeIf(target, mt)
-	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return status.Errorf(codes.Internal, "remove target: %v", err)
+	if err := removeEmptyDir(target); err != nil {
+		return err
 	}
 	d.log.Info("volume unpublished", "volume", volumeID, "target", target)
 	return nil
 }
 
-// prepareTarget makes the target folder. kubelet creates only its parent.
-// A dead FUSE mount there (ENOTCONN after an earlier process died) is
-// cleaned first; a live mount that is not ours is refused.
-func prepareTarget(target string, log interface{ Info(string, ...any) }) error {
-	_, err := os.Stat(target)
-	switch {
-	case err == nil:
-		notMnt, err := unmounter().IsLikelyNotMountPoint(target)
-		if err != nil {
-			return status.Errorf(codes.Internal, "check target %s: %v", target, err)
-		}
-		if !notMnt {
-			return status.Errorf(codes.AlreadyExists, "target %s is already a mount point not made by this plugin", target)
-		}
+// onTop checks that the topmost mount at p is the volume's: umount(2)
+// takes the topmost, and one stacked over ours since is someone else's.
+// The mount id noted at publish answers without reading the mount table.
+func (mt *mount) onTop(p targetpath.Path) error {
+	if id, err := p.MountID(); err == nil && id != 0 && id == mt.mntID {
 		return nil
-	case mountutils.IsCorruptedMnt(err):
-		log.Info("cleaning a dead mount at the target", "target", target, "err", err)
-		if err := mountutils.CleanupMountPoint(target, unmounter(), false); err != nil {
-			return status.Errorf(codes.Internal, "clean dead mount at %s: %v", target, err)
-		}
-	case !errors.Is(err, os.ErrNotExist):
-		return status.Errorf(codes.Internal, "check target: %v", err)
 	}
-	if err := os.MkdirAll(target, 0o750); err != nil {
-		return status.Errorf(codes.Internal, "create target: %v", err)
+	mi, err := p.Mount()
+	if err != nil {
+		return status.Errorf(codes.Internal, "check target %s: %v", p.Name, err)
+	}
+	if mi != nil && mi.FSType != fsType {
+		return status.Errorf(codes.FailedPrecondition, "target %s: a %q mount lies over the volume; left as it is", p.Name, mi.FSType)
 	}
 	return nil
 }
@@ -244,7 +246,8 @@ func (a *Attributes) key() string {
 		Base64Keys []string
 		Strategy   cache.Strategy
 		TTL        time.Duration
-	}{a.Spec, a.Static, a.Base64Keys, a.Strategy, a.TTL})
+		Provider   *ProviderAttrs `json:",omitempty"`
+	}{a.Spec, a.Static, a.Base64Keys, a.Strategy, a.TTL, a.Provider})
 	return string(js)
 }
 
@@ -264,6 +267,6 @@ func (d *Driver) UnmountAll() {
 			d.log.Warn("unmount", "target", target, "err", err)
 		}
 		d.mounts.removeIf(target, mt)
-		_ = os.Remove(target)
+		_ = removeEmptyDir(target)
 	}
 }

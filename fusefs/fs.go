@@ -9,6 +9,15 @@
 // derived from (version, path) instead of being handed out at lookup: a
 // version switch is one atomic pointer change, and a later server can
 // rebuild every ID the kernel holds.
+//
+// The file bytes of a version live in secret memory (package secmem):
+// locked, kept out of core dumps, and shared by content, so volumes that
+// show the same Secret version hold one copy (bytes.go). When they may be
+// let go is written once, at maybeDrop (update.go).
+//
+// Mount mounts with mount(2) as root and through fusermount3 as any other
+// user (fusermount.go); either way the process keeps the /dev/fuse
+// descriptor, which a keeper can hold so that a later server takes over.
 package fusefs
 
 import (
@@ -50,9 +59,13 @@ type Options struct {
 	FSGroup *int64 // kubelet's fsGroup: group owner and setgid folders
 	// Grace is how long a replaced version stays reachable by name for
 	// readers who resolved `..data` just before the switch.
-	Grace  time.Duration
-	Name   string // shown as the mount's source (default "secretfs")
-	Logger *slog.Logger
+	Grace time.Duration
+	Name  string // shown as the mount's source (default "secretfs")
+	// AllowOther lets users other than the mounting one open the files
+	// (mount option allow_other; FSGroup implies it). A regular user
+	// needs user_allow_other in /etc/fuse.conf for it.
+	AllowOther bool
+	Logger     *slog.Logger
 	// OnUnmount, if set, is called once the mount is gone and wiped
 	// (saves every owner a goroutine waiting on Done).
 	OnUnmount func()

@@ -32,10 +32,15 @@ func (fs *FS) serverOptions() *fuse.MountOptions {
 		EnableSymlinkCaching: true,
 		MaxWrite:             MaxWrite,
 		MaxBackground:        16,
-		// One request in flight per mount: one reader goroutine, thread
-		// and buffer each, instead of up to GOMAXPROCS+1. Every handler
-		// answers from memory without blocking, so nothing waits long.
+		// One request in flight per mount: one reader goroutine per
+		// mount instead of up to GOMAXPROCS+1. Every handler answers
+		// from memory without blocking, so nothing waits long.
 		MaxInflightRequestBytes: 1,
+		// Wait for requests through the netpoller (patched go-fuse, see
+		// third_party/go-fuse/PATCH.md): an idle mount pins no thread,
+		// and the mount's descriptor, which the keeper shares, stays
+		// blocking for any release that reads it blocking.
+		PollReads: true,
 		// go-fuse reports the end of a session ("connection abort") through
 		// its own logger; ours gets it at debug level instead of stderr.
 		Logger: slog.NewLogLogger(fs.opts.Logger.Handler(), slog.LevelDebug),
@@ -43,13 +48,45 @@ func (fs *FS) serverOptions() *fuse.MountOptions {
 }
 
 // Mount mounts the filesystem at dir (which must exist) and serves it until
-// it is unmounted. It mounts with mount(2) itself, keeping the /dev/fuse
-// descriptor, so that a keeper can hold it and a later process can take the
-// mount over (see Serve).
+// it is unmounted. It keeps the /dev/fuse descriptor, so that a keeper can
+// hold it and a later process can take the mount over (see Serve): root
+// mounts with mount(2) itself; any other user through fusermount3, which
+// hands the descriptor back over a socket. Only the mounting user may open
+// the files unless Options.AllowOther or FSGroup is set.
 func (fs *FS) Mount(dir string) error {
-	fd, err := syscall.Open("/dev/fuse", syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	defer mountSlot()()
+	var fd int
+	var err error
+	if os.Geteuid() == 0 {
+		fd, err = fs.mountDirect(dir)
+	} else {
+		fd, err = fusermount(dir, fs.fusermountOptions())
+	}
 	if err != nil {
-		return fmt.Errorf("mount %s: open /dev/fuse: %w", dir, err)
+		fs.wipeAll() // never served: nothing can read the bytes
+		return err
+	}
+	if err := fs.serve(fd, dir, false); err != nil {
+		detach(dir)
+		syscall.Close(fd)
+		fs.wipeAll()
+		return err
+	}
+	return nil
+}
+
+// allowOther says whether users other than the mounting one may open the
+// files: asked for, or implied by a group owner (kubelet's fsGroup exists
+// so that the Pod's other users read them).
+func (fs *FS) allowOther() bool { return fs.opts.AllowOther || fs.opts.FSGroup != nil }
+
+func (fs *FS) mountDirect(dir string) (int, error) {
+	fd, err := syscall.Open("/dev/fuse", syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	if errors.Is(err, syscall.ENOENT) {
+		return -1, fmt.Errorf("mount %s: %w", dir, ErrNoDevFuse)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("mount %s: open /dev/fuse: %w", dir, err)
 	}
 	opts := []string{
 		fmt.Sprintf("fd=%d", fd),
@@ -59,20 +96,30 @@ func (fs *FS) Mount(dir string) error {
 		fmt.Sprintf("max_read=%d", MaxWrite),
 		"default_permissions",
 	}
-	if os.Geteuid() == 0 {
-		opts = append(opts, "allow_other") // other users (containers) read it
+	if fs.allowOther() {
+		opts = append(opts, "allow_other")
 	}
 	flags := uintptr(syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV)
 	if err := syscall.Mount(fs.opts.Name, dir, fsType, flags, strings.Join(opts, ",")); err != nil {
 		syscall.Close(fd)
-		return fmt.Errorf("mount %s: %w", dir, err)
+		return -1, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	if err := fs.serve(fd, dir, false); err != nil {
-		syscall.Unmount(dir, syscall.MNT_DETACH)
-		syscall.Close(fd)
-		return err
+	return fd, nil
+}
+
+// fusermountOptions are the mount options as fusermount3 takes them: it
+// adds fd, rootmode, user_id and group_id itself, and always nosuid,nodev.
+func (fs *FS) fusermountOptions() []string {
+	opts := []string{
+		"ro", "nosuid", "nodev", "default_permissions",
+		fmt.Sprintf("max_read=%d", MaxWrite),
+		"fsname=" + fs.opts.Name,
+		"subtype=" + strings.TrimPrefix(fsType, "fuse."),
 	}
-	return nil
+	if fs.allowOther() {
+		opts = append(opts, "allow_other")
+	}
+	return opts
 }
 
 // Serve takes over a live mount whose /dev/fuse descriptor is fd (handed
@@ -82,6 +129,7 @@ func (fs *FS) Mount(dir string) error {
 // are derived from the restored versions.
 func (fs *FS) Serve(fd int, dir string) error {
 	if err := notifyResend(fd); err != nil {
+		fs.wipeAll()
 		return fmt.Errorf("take over %s: %w", dir, err)
 	}
 	return fs.serve(fd, dir, true)
@@ -194,13 +242,18 @@ func (fs *FS) Done() <-chan struct{} { return fs.done }
 
 // Unmount detaches the filesystem. A busy mount is detached lazily: it
 // disappears from the tree at once and the kernel ends the session, and
-// with it the data, when the last open file is closed.
+// with it the data, when the last open file is closed. Root unmounts with
+// umount(2); any other user through `fusermount3 -u` (`-u -z` when busy).
 func (fs *FS) Unmount() error {
 	fs.mu.RLock()
 	dir := fs.dir
 	fs.mu.RUnlock()
 	if dir == "" {
 		return nil
+	}
+	defer mountSlot()()
+	if os.Geteuid() != 0 {
+		return fusermountUnmount(dir)
 	}
 	err := syscall.Unmount(dir, 0)
 	if errors.Is(err, syscall.EBUSY) {
@@ -213,4 +266,21 @@ func (fs *FS) Unmount() error {
 		return fmt.Errorf("unmount %s: %w", dir, err)
 	}
 	return nil
+}
+
+// Detach lazily unmounts the FUSE mount at dir, as umount(2) with
+// MNT_DETACH for root and `fusermount3 -u -z` for any other user. It is
+// for a dead mount (its server died) that the caller itself made at dir.
+func Detach(dir string) error {
+	if err := detach(dir); err != nil {
+		return fmt.Errorf("detach %s: %w", dir, err)
+	}
+	return nil
+}
+
+func detach(dir string) error {
+	if os.Geteuid() != 0 {
+		return runFusermount("-u", "-z", "--", dir)
+	}
+	return syscall.Unmount(dir, syscall.MNT_DETACH)
 }

@@ -98,8 +98,9 @@ func (fs *FS) Read(_ <-chan struct{}, in *fuse.ReadIn, _ []byte) (fuse.ReadResul
 	if n.mode&syscall.S_IFMT != sIFREG {
 		return nil, fuse.Status(syscall.EISDIR)
 	}
-	// The slice stays valid after unlock: a version's bytes are wiped only
-	// once the kernel has forgotten all its nodes, so no read is in flight.
+	// The slice stays valid after unlock, while go-fuse writes the reply:
+	// a version's bytes are let go only once the kernel has forgotten all
+	// its nodes, so no read of it is in flight (see maybeDrop).
 	off := min(in.Offset, uint64(len(n.data)))
 	end := min(off+uint64(in.Size), uint64(len(n.data)))
 	return fuse.ReadResultData(n.data[off:end]), fuse.OK
@@ -171,7 +172,7 @@ func (fs *FS) StatFs(_ <-chan struct{}, _ *fuse.InHeader, out *fuse.StatfsOut) f
 	v := fs.cur
 	*out = fuse.StatfsOut{}
 	out.Bsize, out.Frsize, out.NameLen = 4096, 4096, 255
-	out.Blocks = uint64(len(v.arena)+4095) / 4096
+	out.Blocks = uint64(v.size+4095) / 4096
 	out.Files = uint64(len(v.nodes) + len(v.top) + 1)
 	return fuse.OK
 }

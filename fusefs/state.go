@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/secretfs/secretfs/secmem"
 	"github.com/secretfs/secretfs/volume"
 )
 
@@ -27,6 +28,8 @@ type VersionState struct {
 	Name    string
 	Created time.Time
 	Files   map[string]volume.File
+	// mem, once Lock has run, holds the bytes of Files (never encoded).
+	mem *secmem.Block
 }
 
 // Journal is told of every version before it becomes visible and of every
@@ -96,6 +99,7 @@ func Restore(opts Options, s Snapshot) (*FS, error) {
 	for _, vs := range s.Versions {
 		v, err := newVersion(vs.Gen, vs.Created, &volume.Payload{Files: vs.Files}, fs.perm)
 		if err != nil {
+			fs.wipeAll()
 			return nil, err
 		}
 		v.name = vs.Name
@@ -111,6 +115,7 @@ func Restore(opts Options, s Snapshot) (*FS, error) {
 		}
 	}
 	if cur == nil {
+		fs.wipeAll()
 		return nil, fmt.Errorf("snapshot has no current version %d", s.Current)
 	}
 	fs.install(cur)
@@ -168,9 +173,52 @@ func (s *Snapshot) Wipe() {
 	}
 }
 
-// Wipe overwrites the bytes of one version's files.
+// Wipe overwrites the bytes of one version's files, or lets go of the
+// shared memory Lock moved them to. It is for states that own their bytes
+// (decoded from the keeper's wire, or locked): a state taken from a live
+// FS shares that FS's bytes and is never wiped.
 func (v VersionState) Wipe() {
+	if v.mem != nil {
+		v.mem.Release()
+		return
+	}
 	for _, f := range v.Files {
 		clear(f.Data)
 	}
+}
+
+// Lock moves the bytes of v's files into shared secret memory (locked,
+// one copy per content as for a live version) and zeroes the copies they
+// were in. For a holder that keeps states long, as the keeper does; Wipe
+// lets go of them. Lock on a locked state does nothing.
+func (v *VersionState) Lock() error {
+	if v.mem != nil {
+		return nil
+	}
+	paths := make([]string, 0, len(v.Files))
+	for k := range v.Files {
+		paths = append(paths, k)
+	}
+	sort.Strings(paths)
+	mem, data, err := shareFiles(&volume.Payload{Files: v.Files}, paths)
+	if err != nil {
+		return err
+	}
+	files := make(map[string]volume.File, len(paths))
+	for i, k := range paths {
+		clear(v.Files[k].Data)
+		files[k] = volume.File{Mode: v.Files[k].Mode, Data: data[i]}
+	}
+	v.Files, v.mem = files, mem
+	return nil
+}
+
+// Lock locks every version of the snapshot (see VersionState.Lock).
+func (s *Snapshot) Lock() error {
+	for i := range s.Versions {
+		if err := s.Versions[i].Lock(); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -47,7 +47,7 @@ func (fs *FS) Update(p *volume.Payload) error {
 
 	fs.invalidate(old, v)
 	time.AfterFunc(fs.opts.Grace, func() { fs.hide(old) })
-	fs.opts.Logger.Debug("volume switched", "mount", fs.dir, "version", v.gen, "files", len(p.Files), "bytes", len(v.arena))
+	fs.opts.Logger.Debug("volume switched", "mount", fs.dir, "version", v.gen, "files", len(p.Files), "bytes", v.size)
 	return nil
 }
 
@@ -121,6 +121,22 @@ func (fs *FS) hide(v *version) {
 
 // maybeDrop releases a hidden version once the kernel holds none of its
 // nodes (no open file, no cached inode); Forget calls it again.
+//
+// When secret bytes may go. A version's bytes live in a shared block of
+// secret memory that is unmapped when its last holder lets go, so a read
+// after wipe would fault, not just see zeros. They are let go at only two
+// points, and both are after the last possible read:
+//  1. here, once the kernel has forgotten every node of the version. The
+//     kernel holds a node for the whole life of any request on it (a READ
+//     keeps its file open; readahead keeps its pages locked until the
+//     reply), so no reply is being written from these bytes: go-fuse
+//     writes a Read's result straight from our slice after Read returned.
+//  2. in wipeAll, once Serve has returned: go-fuse waits there for every
+//     request loop, so no handler runs.
+//
+// Everything else that reads the bytes (Read, Shows, snapshots for the
+// keeper) does so under fs.mu while the version is in fs.versions, and
+// both points above remove it under the write lock first.
 func (fs *FS) maybeDrop(v *version) {
 	if !v.hidden.Load() || v.refs.Load() > 0 || v.refsUnknown {
 		return
@@ -140,7 +156,8 @@ func (fs *FS) maybeDrop(v *version) {
 	fs.opts.Logger.Debug("version released", "mount", fs.dir, "version", v.gen)
 }
 
-// wipeAll overwrites every version's bytes once the mount is gone.
+// wipeAll lets go of every version's bytes once the mount is gone (the
+// session has ended) or was never served (Mount failed).
 func (fs *FS) wipeAll() {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()

@@ -6,8 +6,10 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/secretfs/secretfs/secmem"
 	"github.com/secretfs/secretfs/volume"
 )
 
@@ -22,8 +24,11 @@ type version struct {
 	created time.Time
 	nodes   []node // index 0: the version folder; 1: the ..data link
 	byPath  map[string]uint32
-	arena   []byte // every file's bytes, owned here and wiped on drop
-	top     []string
+	// mem holds every file's bytes (see bytes.go); size is their total.
+	// Released by wipe, after which no node's data may be read.
+	mem  *secmem.Block
+	size int
+	top  []string
 
 	refs    atomic.Int64 // kernel lookups not yet forgotten
 	retired atomic.Int64 // unix nanos when replaced; 0 while current
@@ -37,7 +42,7 @@ type node struct {
 	name     string
 	path     string // inside the version; "" for the folder itself
 	mode     uint32 // S_IFxxx | permission bits
-	data     []byte // file content (a slice of arena) or link target
+	data     []byte // file content (a slice of mem) or link target
 	children []uint32
 	subdirs  uint32
 }
@@ -53,36 +58,35 @@ func (v *version) id(idx uint32) uint64 { return v.gen<<genShift | uint64(idx) }
 
 // newVersion lays out a payload. Indices follow the sorted paths, so the
 // same payload and gen always give the same node IDs (a restarted server
-// can rebuild them).
+// can rebuild them). The file bytes go into shared secret memory (see
+// shareFiles); a version that is not installed must be wiped.
 func newVersion(gen uint64, now time.Time, p *volume.Payload, perm dirPerm) (*version, error) {
 	paths := make([]string, 0, len(p.Files))
-	size := 0
-	for k, f := range p.Files {
+	for k := range p.Files {
 		paths = append(paths, k)
-		size += len(f.Data)
 	}
 	slices.Sort(paths)
 	if len(paths)*2+2 > idxMask {
 		return nil, fmt.Errorf("volume has too many files: %d", len(paths))
+	}
+	mem, data, err := shareFiles(p, paths)
+	if err != nil {
+		return nil, err
 	}
 	v := &version{
 		gen:     gen,
 		name:    versionName(now, gen),
 		created: now,
 		byPath:  map[string]uint32{"": idxFolder},
-		arena:   make([]byte, 0, size),
+		mem:     mem,
 	}
 	v.nodes = append(v.nodes,
 		node{name: v.name, mode: sIFDIR | perm.dir},
 		node{name: "..data", mode: sIFLNK | 0o777, data: []byte(v.name)})
-	for _, p2 := range paths {
-		f := p.Files[p2]
+	for i, p2 := range paths {
 		parent := v.mkdirAll(path.Dir(p2), perm)
-		start := len(v.arena)
-		v.arena = append(v.arena, f.Data...)
-		idx := v.add(parent, node{name: path.Base(p2), path: p2, mode: sIFREG | f.Mode&0o7777,
-			data: v.arena[start:len(v.arena):len(v.arena)]})
-		_ = idx
+		v.add(parent, node{name: path.Base(p2), path: p2, mode: sIFREG | p.Files[p2].Mode&0o7777, data: data[i]})
+		v.size += len(data[i])
 	}
 	v.top = volume.TopLevel(p)
 	return v, nil
@@ -118,9 +122,17 @@ func (v *version) child(dir uint32, name string) (uint32, bool) {
 	return idx, ok
 }
 
-// wipe overwrites the secret bytes before the version is released.
+// wipe lets go of the version's bytes: the last holder of its block
+// zeroes and unmaps it. Callers make sure nothing reads them afterwards
+// (see maybeDrop and wipeAll); wipe runs once per version.
 func (v *version) wipe() {
-	clear(v.arena[:cap(v.arena)])
+	v.mem.Release()
+	v.mem = nil
+	for i := range v.nodes {
+		if v.nodes[i].mode&syscall.S_IFMT == sIFREG {
+			v.nodes[i].data = nil
+		}
+	}
 }
 
 // versionName follows kubelet's atomic writer ("..2006_01_02_15_04_05.N");

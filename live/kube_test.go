@@ -20,6 +20,7 @@ import (
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/live"
 	"github.com/secretfs/secretfs/sanity/cluster"
+	"github.com/secretfs/secretfs/sanity/needroot"
 	"github.com/secretfs/secretfs/volume"
 )
 
@@ -31,22 +32,23 @@ type env struct {
 	c      *cluster.Cluster
 	client kubernetes.Interface
 	cache  *cache.Cache
+	kb     *kube.Backend
 	ns     string
 }
 
-func setup(t *testing.T) *env {
+func setup(t *testing.T) *env { return setupWith(t, kube.Options{}, cache.Options{}) }
+
+func setupWith(t *testing.T, ko kube.Options, co cache.Options) *env {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("FUSE mounts need root")
-	}
+	needroot.FUSE(t, "volumes mount FUSE")
 	c := cluster.Start(t)
-	b, err := kube.New(c.RestConfig(), kube.Options{})
+	b, err := kube.New(c.RestConfig(), ko)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := cache.New(b, cache.Options{})
+	ch := cache.New(b, co)
 	t.Cleanup(ch.Close)
-	e := &env{c: c, client: c.Client(), cache: ch, ns: "app"}
+	e := &env{c: c, client: c.Client(), cache: ch, kb: b, ns: "app"}
 	e.namespace(t, e.ns)
 	return e
 }
@@ -85,11 +87,11 @@ func (e *env) del(t *testing.T, ns, name string) {
 	}
 }
 
-func (e *env) mount(t *testing.T, spec volume.Spec, token string) (*live.Volume, string, error) {
+func (e *env) mount(t *testing.T, spec volume.Spec, id backend.Identity) (*live.Volume, string, error) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "m")
 	os.Mkdir(dir, 0o755)
-	v, err := live.Mount(context.Background(), e.cache, dir, live.Config{Spec: spec, Token: token})
+	v, err := live.Mount(context.Background(), e.cache, dir, live.Config{Spec: spec, Identity: id})
 	if err == nil {
 		t.Cleanup(func() { v.Unmount(); <-v.Done() })
 	}
@@ -118,7 +120,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestKubeMountLifecycle(t *testing.T) {
 	e := setup(t)
 	e.put(t, e.ns, "db", false, "user", "u1", "pass", "p1")
-	_, dir, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "db"}, "")
+	_, dir, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "db"}, backend.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +142,7 @@ func TestKubeMountLifecycle(t *testing.T) {
 	eventually(t, "the recreated Secret", func() bool { return content(dir, "user") == "u3" })
 
 	// Optional: empty while missing, fills in, empties on delete.
-	_, odir, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "later", Optional: true}, "")
+	_, odir, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "later", Optional: true}, backend.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +155,7 @@ func TestKubeMountLifecycle(t *testing.T) {
 	})
 
 	// Missing and not optional: the mount fails naming namespace/name.
-	_, _, err = e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "nope"}, "")
+	_, _, err = e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "nope"}, backend.Identity{})
 	var nf *volume.NotFoundError
 	if !errors.As(err, &nf) || !strings.Contains(err.Error(), e.ns+"/nope") {
 		t.Errorf("mount of a missing Secret: %v, want NotFoundError naming %s/nope", err, e.ns)
@@ -165,11 +167,11 @@ func TestKubeNamespacesStayApart(t *testing.T) {
 	e.namespace(t, "other")
 	e.put(t, e.ns, "same", false, "k", "in-app")
 	e.put(t, "other", "same", false, "k", "in-other")
-	_, a, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "same"}, "")
+	_, a, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "same"}, backend.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, b, err := e.mount(t, volume.Spec{Namespace: "other", SecretName: "same"}, "")
+	_, b, err := e.mount(t, volume.Spec{Namespace: "other", SecretName: "same"}, backend.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +186,7 @@ func TestKubeImmutableReadOnce(t *testing.T) {
 	e := setup(t)
 	e.put(t, e.ns, "frozen", true, "k", "v")
 	for range 3 {
-		if _, dir, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "frozen"}, ""); err != nil || content(dir, "k") != "v" {
+		if _, dir, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "frozen"}, backend.Identity{}); err != nil || content(dir, "k") != "v" {
 			t.Fatalf("mount: %v", err)
 		}
 	}
@@ -204,7 +206,8 @@ func TestKubeRBACDenied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "private"}, token)
+	id := backend.Identity{Namespace: e.ns, ServiceAccount: "nobody", Tokens: []backend.Token{{Value: token}}}
+	_, _, err = e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "private"}, id)
 	if !errors.Is(err, backend.ErrForbidden) || !strings.Contains(err.Error(), e.ns+"/private") || !strings.Contains(err.Error(), "nobody") {
 		t.Fatalf("mount with a token lacking RBAC: %v; want ErrForbidden naming the Secret and the account", err)
 	}
@@ -224,7 +227,7 @@ func TestKubeRBACDenied(t *testing.T) {
 	}
 	var dir string
 	eventually(t, "RBAC to allow the read", func() bool {
-		_, dir, err = e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "private"}, token)
+		_, dir, err = e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "private"}, id)
 		return err == nil
 	})
 	if got := content(dir, "k"); got != "v" {
@@ -235,7 +238,7 @@ func TestKubeRBACDenied(t *testing.T) {
 func TestKubeWatchSurvivesAPIServerRestart(t *testing.T) {
 	e := setup(t)
 	e.put(t, e.ns, "s", false, "k", "1")
-	_, dir, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "s"}, "")
+	_, dir, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "s"}, backend.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,13 +261,13 @@ func TestKubeOneWatchPerSecret(t *testing.T) {
 	e.namespace(t, "many")
 	e.put(t, e.ns, "shared", false, "k", "v")
 	for i := range 100 {
-		if _, _, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "shared"}, ""); err != nil {
+		if _, _, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "shared"}, backend.Identity{}); err != nil {
 			t.Fatal(err)
 		}
 		e.put(t, "many", fmt.Sprintf("s%03d", i), false, "k", "v")
 	}
 	for i := range 100 {
-		if _, _, err := e.mount(t, volume.Spec{Namespace: "many", SecretName: fmt.Sprintf("s%03d", i)}, ""); err != nil {
+		if _, _, err := e.mount(t, volume.Spec{Namespace: "many", SecretName: fmt.Sprintf("s%03d", i)}, backend.Identity{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -29,7 +29,7 @@ var ErrUnavailable = errors.New("secret source unavailable")
 // Config describes one volume.
 type Config struct {
 	Spec     volume.Spec
-	Token    string // read as this identity (a pod's token); "" = our own
+	Identity backend.Identity // read as this (a pod's service account and tokens); zero = our own
 	Strategy cache.Strategy
 	TTL      time.Duration
 	FS       fusefs.Options
@@ -60,10 +60,10 @@ type Volume struct {
 // backend's own (e.g. backend.ErrForbidden).
 func Mount(ctx context.Context, c *cache.Cache, dir string, cfg Config) (*Volume, error) {
 	v := newVolume(dir, cfg)
-	ref := backend.Ref{Namespace: cfg.Spec.Namespace, Name: cfg.Spec.SecretName, Token: cfg.Token}
+	ref := backend.Ref{Namespace: cfg.Spec.Namespace, Name: cfg.Spec.SecretName}
 	var sub *cache.Subscription
 	ready := make(chan struct{})
-	sub, st := c.Subscribe(ctx, ref, cfg.Strategy, cfg.TTL, func(st cache.State) {
+	sub, st := c.Subscribe(ctx, ref, cfg.Identity, cfg.Strategy, cfg.TTL, func(st cache.State) {
 		<-ready // the first state is applied by Mount itself
 		v.follow(st)
 	})
@@ -107,9 +107,9 @@ func Resume(ctx context.Context, c *cache.Cache, e keeper.Entry, cfg Config) (*V
 	if c == nil {
 		return v, nil // a volume fed by Set
 	}
-	ref := backend.Ref{Namespace: cfg.Spec.Namespace, Name: cfg.Spec.SecretName, Token: cfg.Token}
+	ref := backend.Ref{Namespace: cfg.Spec.Namespace, Name: cfg.Spec.SecretName}
 	ready := make(chan struct{})
-	sub, st := c.Subscribe(ctx, ref, cfg.Strategy, cfg.TTL, func(st cache.State) {
+	sub, st := c.Subscribe(ctx, ref, cfg.Identity, cfg.Strategy, cfg.TTL, func(st cache.State) {
 		<-ready
 		v.follow(st)
 	})
@@ -256,13 +256,24 @@ func (v *Volume) Refresh(ctx context.Context) error {
 	return nil
 }
 
-// Resubscribe reads the Secret as another identity from now on (a pod's
-// fresh token) and applies what that identity sees; the old subscription
-// ends. meta replaces what the keeper holds about the volume.
-func (v *Volume) Resubscribe(ctx context.Context, c *cache.Cache, token string, meta []byte) error {
-	ref := backend.Ref{Namespace: v.cfg.Spec.Namespace, Name: v.cfg.Spec.SecretName, Token: token}
+// Resubscribe reads the Secret as id from now on (a pod's fresh tokens)
+// and applies what the entry holds; meta replaces what the keeper holds
+// about the volume. Tokens of the same service account replace this
+// volume's in its cache entry (no second entry or watch); only another
+// identity subscribes anew, the old subscription ending.
+func (v *Volume) Resubscribe(ctx context.Context, c *cache.Cache, id backend.Identity, meta []byte) error {
+	if v.sub != nil {
+		if err := v.sub.SetIdentity(id); err == nil {
+			v.cfg.Identity, v.cfg.Meta = id, meta
+			if meta != nil {
+				v.keep()
+			}
+			return v.Refresh(ctx)
+		}
+	}
+	ref := backend.Ref{Namespace: v.cfg.Spec.Namespace, Name: v.cfg.Spec.SecretName}
 	ready := make(chan struct{})
-	sub, st := c.Subscribe(ctx, ref, v.cfg.Strategy, v.cfg.TTL, func(st cache.State) {
+	sub, st := c.Subscribe(ctx, ref, id, v.cfg.Strategy, v.cfg.TTL, func(st cache.State) {
 		<-ready
 		v.follow(st)
 	})
@@ -272,7 +283,7 @@ func (v *Volume) Resubscribe(ctx context.Context, c *cache.Cache, token string, 
 		return fmt.Errorf("read with the new token: %w", st.Err)
 	}
 	old := v.sub
-	v.sub, v.cfg.Token, v.cfg.Meta = sub, token, meta
+	v.sub, v.cfg.Identity, v.cfg.Meta = sub, id, meta
 	close(ready)
 	if old != nil {
 		old.Close()

@@ -54,6 +54,26 @@ var (
 		Name: "secretfs_update_seconds", Help: "Time from a detected change to the new version being served.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 	})
+	// CacheEntries is the number of cache entries alive (with or without
+	// volumes); it drops when an idle entry is freed.
+	CacheEntries = reg.NewGauge(prometheus.GaugeOpts{
+		Name: "secretfs_cache_entries", Help: "Cache entries alive, with or without volumes.",
+	})
+	// AuthFailures counts refusals of a pod's identity by the backend:
+	// "token" when one token was refused or expired and the entry went on
+	// with another, "denied" when no token of the entry was accepted.
+	AuthFailures = reg.NewCounterVec(prometheus.CounterOpts{
+		Name: "secretfs_auth_failures_total", Help: "Pod tokens refused by the backend (token), and entries left with no accepted token (denied).",
+	}, []string{"outcome"})
+	// Retries counts backend retries after errors, by operation (watch,
+	// poll); RetryDelay is the backoff waited before each.
+	Retries = reg.NewCounterVec(prometheus.CounterOpts{
+		Name: "secretfs_backend_retries_total", Help: "Backend watch restarts and polls retried after an error, by operation.",
+	}, []string{"op"})
+	RetryDelay = reg.NewHistogram(prometheus.HistogramOpts{
+		Name: "secretfs_backend_retry_delay_seconds", Help: "Jittered backoff waited before a backend retry.",
+		Buckets: prometheus.ExponentialBuckets(0.05, 2, 11),
+	})
 	// Switches counts version switches of mounted volumes.
 	Switches = reg.NewCounter(prometheus.CounterOpts{
 		Name: "secretfs_version_switches_total", Help: "Version switches of mounted volumes.",

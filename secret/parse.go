@@ -1,17 +1,16 @@
 package secret
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 
-	yamlutil "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/secretfs/secretfs/manifest"
 )
 
 // Parsed is one Secret object found in a manifest file. Err (an
@@ -26,69 +25,140 @@ type Parsed struct {
 
 // ParseManifests reads every Secret in a file of Kubernetes manifests:
 // multi-document YAML or JSON, "kind: List" (any *List) recursed, other
-// kinds ignored. The error is only for a file that cannot be parsed at all.
+// kinds ignored. The error is only for a file that cannot be parsed at all,
+// or a document whose kind, or whose Secret's name, cannot be told.
+//
+// YAML is read strictly through package manifest (duplicate keys, non-string
+// keys, tagged or non-string values in data and stringData are errors), and
+// no error quotes the input: they name the file, document, key path and line.
 func ParseManifests(data []byte, origin string) ([]Parsed, error) {
+	docs, err := manifest.Documents(data)
+	if err != nil {
+		var se *manifest.SyntaxError
+		if errors.As(err, &se) && se.Doc > 0 {
+			return nil, fmt.Errorf("%s: document %d: %w", origin, se.Doc, err)
+		}
+		return nil, fmt.Errorf("%s: %w", origin, err)
+	}
 	var out []Parsed
-	r := yamlutil.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for doc := 1; ; doc++ {
-		raw, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			// The reader's message quotes the rest of the "---" line, which
-			// could be data; name the problem only.
-			return nil, fmt.Errorf("%s: document %d: invalid YAML document separator (only a comment may follow ---)", origin, doc)
-		}
-		js, err := yaml.YAMLToJSON(raw)
-		if err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", origin, doc, err)
-		}
-		if bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
+	for i, doc := range docs {
+		if doc == nil {
 			continue // empty document or only comments
 		}
-		out, err = collect(out, js, "", origin)
-		if err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", origin, doc, err)
+		where := fmt.Sprintf("%s: document %d", origin, i+1)
+		if out, err = collect(out, doc, "", where, origin); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 	}
+	return out, nil
 }
 
-// collect appends the Secrets of one JSON object (a List is recursed).
+// strict holds the fields whose values must be plain strings.
+var strict = manifest.Options{StringMaps: []string{"data", "stringData"}}
+
+// collect appends the Secrets of one object node (a List is recursed).
 // defaultKind is the kind of items of a typed list such as SecretList,
-// whose items carry no kind of their own.
-func collect(out []Parsed, js []byte, defaultKind, origin string) ([]Parsed, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(js, &obj); err != nil || obj == nil {
+// whose items carry no kind of their own. where names the object in
+// strictness errors ("f.yaml: document 2: items[1]").
+func collect(out []Parsed, n *yaml.Node, defaultKind, where, origin string) ([]Parsed, error) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n == nil || n.Kind != yaml.MappingNode {
 		return out, errors.New("not an object")
 	}
-	kind, _ := str(obj["kind"])
+	kind, err := lookupText(n, "kind")
+	if err != nil {
+		return out, err
+	}
 	if kind == "" {
 		kind = defaultKind
 	}
 	switch {
 	case kind == "Secret":
-		apiVersion, _ := str(obj["apiVersion"])
+		apiVersion, err := lookupText(n, "apiVersion")
+		if err != nil {
+			return out, err
+		}
 		if apiVersion != "" && apiVersion != "v1" {
 			return out, nil // another API group's "Secret", not ours
 		}
-		return append(out, parseSecret(obj, origin)), nil
+		return collectSecret(out, n, where, origin)
 	case strings.HasSuffix(kind, "List"):
-		var items []json.RawMessage
-		if raw, ok := obj["items"]; ok && !isNull(raw) {
-			if err := json.Unmarshal(raw, &items); err != nil {
-				return out, fmt.Errorf("%s: items is not a list", kind)
-			}
+		items, err := manifest.Lookup(n, "items")
+		if err != nil {
+			return out, err
+		}
+		if items == nil || items.Kind == yaml.ScalarNode && items.ShortTag() == "!!null" {
+			return out, nil
+		}
+		if items.Kind != yaml.SequenceNode {
+			return out, fmt.Errorf("%s: items is not a list", kind)
 		}
 		itemKind := strings.TrimSuffix(kind, "List")
-		for i, item := range items {
-			var err error
-			if out, err = collect(out, item, itemKind, origin); err != nil {
-				return out, fmt.Errorf("items[%d]: %w", i, err)
+		for i, item := range items.Content {
+			at := fmt.Sprintf("items[%d]", i)
+			if out, err = collect(out, item, itemKind, where+": "+at, origin); err != nil {
+				return out, fmt.Errorf("%s: %w", at, err)
 			}
 		}
 	}
 	return out, nil
+}
+
+// collectSecret converts one Secret strictly and parses it. A strictness
+// error belongs to that Secret (so that it is ignored unless asked for)
+// when its name can be read; otherwise it is the document's.
+func collectSecret(out []Parsed, n *yaml.Node, where, origin string) ([]Parsed, error) {
+	js, err := manifest.ToJSON(n, strict)
+	if err != nil {
+		var me *manifest.Error
+		ns, name, ok := identity(n)
+		if !ok || !errors.As(err, &me) {
+			return out, err
+		}
+		reason := me.Reason
+		if me.Line > 0 {
+			reason += fmt.Sprintf(" (line %d)", me.Line)
+		}
+		ie := &InvalidError{Object: objectName(ns, name), Field: me.Path, Reason: reason, Origin: where}
+		return append(out, Parsed{Namespace: ns, Name: name, Err: ie}), nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(js, &obj); err != nil {
+		return out, errors.New("not an object") // cannot happen: n is a map
+	}
+	return append(out, parseSecret(obj, origin)), nil
+}
+
+// identity reads a Secret's namespace and name leniently from its node,
+// as far as they are strings; false only when metadata, name or namespace
+// is written twice, so that either could be meant.
+func identity(n *yaml.Node) (namespace, name string, ok bool) {
+	meta, err := manifest.Lookup(n, "metadata")
+	if err != nil {
+		return "", "", false
+	}
+	if name, err = lookupText(meta, "name"); err != nil {
+		return "", "", false
+	}
+	if namespace, err = lookupText(meta, "namespace"); err != nil {
+		return "", "", false
+	}
+	if namespace == "" {
+		namespace = "default"
+	}
+	return namespace, name, true
+}
+
+// lookupText is the string value of key, "" when absent or not a string.
+func lookupText(n *yaml.Node, key string) (string, error) {
+	v, err := manifest.Lookup(n, key)
+	if err != nil {
+		return "", err
+	}
+	s, _ := manifest.Text(v)
+	return s, nil
 }
 
 // rawMeta is the part of metadata a Secret needs. Annotations are raw so
@@ -149,8 +219,13 @@ func parseSecret(obj map[string]json.RawMessage, origin string) Parsed {
 	for _, k := range sortedKeys(data) {
 		v, err := base64.StdEncoding.DecodeString(data[k])
 		if err != nil {
-			// CorruptInputError only carries an offset, never the bytes.
-			return fail(fmt.Sprintf("data key %q", k), err.Error())
+			// Named by offset only: a decoder's text is never passed on.
+			reason := "is not valid base64"
+			var ce base64.CorruptInputError
+			if errors.As(err, &ce) {
+				reason = fmt.Sprintf("illegal base64 data at byte %d", int64(ce))
+			}
+			return fail(fmt.Sprintf("data key %q", k), reason)
 		}
 		s.Data[k] = v
 	}
@@ -166,9 +241,9 @@ func parseSecret(obj map[string]json.RawMessage, origin string) Parsed {
 }
 
 // stringMap decodes data or stringData: a map whose values are strings
-// (null counts as empty, as the API server reads it). A value of another
-// type is an error naming its key: YAML reads yes/no/on/off and numbers as
-// non-strings, which kubectl rejects too.
+// (null counts as empty, as the API server reads it). The strict walk
+// (strict.StringMaps) has refused anything else already, naming the key
+// path and line; the checks here only keep this function whole alone.
 func stringMap(raw json.RawMessage, field string) (map[string]string, *fieldError) {
 	if len(raw) == 0 || isNull(raw) {
 		return nil, nil
@@ -185,8 +260,7 @@ func stringMap(raw json.RawMessage, field string) (map[string]string, *fieldErro
 		}
 		v, ok := str(m[k])
 		if !ok {
-			return nil, &fieldError{fmt.Sprintf("%s key %q", field, k),
-				"value is not a string (quote it: YAML reads numbers, yes/no, on/off and true/false as non-strings)"}
+			return nil, &fieldError{fmt.Sprintf("%s key %q", field, k), "value is not a string"}
 		}
 		out[k] = v
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 func TestParseMultiDocument(t *testing.T) {
@@ -91,7 +93,7 @@ func TestParseJSON(t *testing.T) {
 	}
 	s := ps[0].Secret
 	if s.Ref() != "n/js" || !s.Immutable || s.ResourceVersion != "7" || s.Annotations["a"] != "b" ||
-		s.Type != TypeBasicAuth || string(s.Data["username"]) != "admin" {
+		s.Type != string(corev1.SecretTypeBasicAuth) || string(s.Data["username"]) != "admin" {
 		t.Errorf("got %+v", s)
 	}
 }
@@ -137,7 +139,7 @@ func TestParseNonStringValues(t *testing.T) {
 	}
 	for _, tc := range tests {
 		doc := fmt.Sprintf("kind: Secret\napiVersion: v1\nmetadata: {name: m}\n%s:\n  enabled: %s\n", tc.field, tc.value)
-		checkInvalid(t, parseOne(t, doc).Err, fmt.Sprintf(`%s key "enabled"`, tc.field), "not a string", `"default/m"`)
+		checkInvalid(t, parseOne(t, doc).Err, tc.field+".enabled: value", "string", `"default/m"`, "line 5")
 	}
 	// Quoted, the same values are plain strings.
 	p := parseOne(t, "kind: Secret\napiVersion: v1\nmetadata: {name: m}\nstringData: {a: \"yes\", b: \"0400\"}\n")

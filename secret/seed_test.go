@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // The Secret manifests of the Kubernetes "Secrets" page (seed-secrets-ko.txt),
@@ -197,12 +199,12 @@ func TestSeedValidSecrets(t *testing.T) {
 			map[string]string{"USER_NAME": "admin", "PASSWORD": "1f2d1e2e67df"}},
 		{"dotfile", seedDotfile, "default", "dotfile-secret", "Opaque",
 			map[string]string{".secret-file": "value-2\r\n\r\n"}},
-		{"service account", seedSA, "default", "secret-sa-sample", TypeServiceAccount,
+		{"service account", seedSA, "default", "secret-sa-sample", string(corev1.SecretTypeServiceAccountToken),
 			map[string]string{"extra": "bar\n"}},
-		{"basic-auth", seedBasicAuth, "default", "secret-basic-auth", TypeBasicAuth,
+		{"basic-auth", seedBasicAuth, "default", "secret-basic-auth", string(corev1.SecretTypeBasicAuth),
 			map[string]string{"username": "admin", "password": "t0p-Secret"}},
-		{"bootstrap data", seedBootstrap, "kube-system", "bootstrap-token-5emitj", TypeBootstrapToken, nil},
-		{"bootstrap stringData", seedBootstrapString, "kube-system", "bootstrap-token-5emitj", TypeBootstrapToken, nil},
+		{"bootstrap data", seedBootstrap, "kube-system", "bootstrap-token-5emitj", string(corev1.SecretTypeBootstrapToken), nil},
+		{"bootstrap stringData", seedBootstrapString, "kube-system", "bootstrap-token-5emitj", string(corev1.SecretTypeBootstrapToken), nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -260,7 +262,7 @@ func TestSeedPlaceholdersRejected(t *testing.T) {
 		{"dockercfg", seedDockercfg, `data key ".dockercfg": illegal base64`},
 		{"ssh", seedSSH, `data key "ssh-privatekey": illegal base64`},
 		{"tls", seedTLS, `data key "tls.crt": illegal base64`},
-		{"immutable", seedImmutable, `metadata`},
+		{"immutable", seedImmutable, `data: must be a map`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,56 +2,38 @@ package secret
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// Secret types with rules of their own (SPEC §1), as the API server and the
-// bootstrap token authenticator check them.
-const (
-	TypeOpaque           = "Opaque"
-	TypeServiceAccount   = "kubernetes.io/service-account-token"
-	TypeDockercfg        = "kubernetes.io/dockercfg"
-	TypeDockerConfigJSON = "kubernetes.io/dockerconfigjson"
-	TypeBasicAuth        = "kubernetes.io/basic-auth"
-	TypeSSHAuth          = "kubernetes.io/ssh-auth"
-	TypeTLS              = "kubernetes.io/tls"
-	TypeBootstrapToken   = "bootstrap.kubernetes.io/token"
-
-	// ServiceAccountNameAnnotation must be set on service-account-token Secrets.
-	ServiceAccountNameAnnotation = "kubernetes.io/service-account.name"
-)
-
+// bootstrap token fields, as the token authenticator checks them.
 var (
-	// Same expressions as k8s.io/apimachinery/pkg/util/validation.
-	dns1123Label     = `[a-z0-9]([-a-z0-9]*[a-z0-9])?`
-	dns1123Subdomain = regexp.MustCompile(`^` + dns1123Label + `(\.` + dns1123Label + `)*$`)
-	dns1123LabelRE   = regexp.MustCompile(`^` + dns1123Label + `$`)
-	keyRE            = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
-	bootstrapIDRE    = regexp.MustCompile(`^[a-z0-9]{6}$`)
-	bootstrapSecRE   = regexp.MustCompile(`^[a-z0-9]{16}$`)
+	bootstrapIDRE  = regexp.MustCompile(`^[a-z0-9]{6}$`)
+	bootstrapSecRE = regexp.MustCompile(`^[a-z0-9]{16}$`)
 )
 
-// ValidateKey checks a data key (IsConfigMapKey in Kubernetes). The key is
-// a file name, so it also keeps clear of kubelet's "..data" and
-// "..<timestamp>" entries. The returned reason does not repeat the key.
+// ValidateKey checks a data key with the API server's rule
+// (validation.IsConfigMapKey): [-._a-zA-Z0-9]+, at most 253 characters,
+// not "." or "..", not starting with "..", which also keeps a key clear of
+// kubelet's "..data" and "..<timestamp>" entries. The library's reasons
+// describe the rule and never repeat the key.
 func ValidateKey(key string) error {
-	switch {
-	case key == "":
-		return fmt.Errorf("must not be empty")
-	case len(key) > 253:
-		return fmt.Errorf("must be at most 253 characters, has %d", len(key))
-	case !keyRE.MatchString(key):
-		return fmt.Errorf("must consist of alphanumeric characters, '-', '_' or '.'")
-	case key == "." || key == "..":
-		return fmt.Errorf("must not be '.' or '..'")
-	case strings.HasPrefix(key, ".."):
-		return fmt.Errorf("must not start with '..'")
+	return reasons(validation.IsConfigMapKey(key))
+}
+
+// reasons joins the messages of an apimachinery validation function.
+func reasons(errs []string) error {
+	if len(errs) == 0 {
+		return nil
 	}
-	return nil
+	return errors.New(strings.Join(errs, "; "))
 }
 
 // Validate checks every rule of SPEC §1 on a Secret whose data is already
@@ -69,17 +51,16 @@ func validate(s *Secret, checkName bool) error {
 		switch {
 		case s.Name == "":
 			return invalid(s, "metadata.name", "is required")
-		case len(s.Name) > 253:
-			return invalid(s, "metadata.name", fmt.Sprintf("must be at most 253 characters, has %d", len(s.Name)))
-		case !dns1123Subdomain.MatchString(s.Name):
-			return invalid(s, "metadata.name", "must be a DNS subdomain: lowercase alphanumerics, '-' and '.', starting and ending with an alphanumeric")
+		}
+		if err := reasons(validation.IsDNS1123Subdomain(s.Name)); err != nil {
+			return invalid(s, "metadata.name", err.Error())
 		}
 	}
 	if s.Namespace == "" {
 		s.Namespace = "default"
 	}
-	if len(s.Namespace) > 63 || !dns1123LabelRE.MatchString(s.Namespace) {
-		return invalid(s, "metadata.namespace", "must be a DNS label: at most 63 lowercase alphanumerics or '-', starting and ending with an alphanumeric")
+	if err := reasons(validation.IsDNS1123Label(s.Namespace)); err != nil {
+		return invalid(s, "metadata.namespace", err.Error())
 	}
 	for _, k := range sortedKeys(s.Data) {
 		if err := ValidateKey(k); err != nil {
@@ -90,7 +71,7 @@ func validate(s *Secret, checkName bool) error {
 		return invalid(s, "data", fmt.Sprintf("total decoded size %d bytes exceeds the limit of %d bytes", n, MaxSize))
 	}
 	if s.Type == "" {
-		s.Type = TypeOpaque
+		s.Type = string(corev1.SecretTypeOpaque)
 	}
 	return validateType(s)
 }
@@ -105,21 +86,21 @@ func validateType(s *Secret) error {
 		}
 		return nil
 	}
-	switch s.Type {
-	case TypeBasicAuth:
-		_, u := s.Data["username"]
-		_, p := s.Data["password"]
+	switch corev1.SecretType(s.Type) {
+	case corev1.SecretTypeBasicAuth:
+		_, u := s.Data[corev1.BasicAuthUsernameKey]
+		_, p := s.Data[corev1.BasicAuthPasswordKey]
 		if !u && !p {
-			return invalid(s, "data", fmt.Sprintf("type %s requires key \"username\" or \"password\"", s.Type))
+			return invalid(s, "data", fmt.Sprintf("type %s requires key %q or %q", s.Type, corev1.BasicAuthUsernameKey, corev1.BasicAuthPasswordKey))
 		}
-	case TypeSSHAuth:
-		return need("ssh-privatekey")
-	case TypeTLS:
-		return need("tls.crt", "tls.key")
-	case TypeDockercfg, TypeDockerConfigJSON:
-		key := ".dockercfg"
-		if s.Type == TypeDockerConfigJSON {
-			key = ".dockerconfigjson"
+	case corev1.SecretTypeSSHAuth:
+		return need(corev1.SSHAuthPrivateKey)
+	case corev1.SecretTypeTLS:
+		return need(corev1.TLSCertKey, corev1.TLSPrivateKeyKey)
+	case corev1.SecretTypeDockercfg, corev1.SecretTypeDockerConfigJson:
+		key := corev1.DockerConfigKey
+		if s.Type == string(corev1.SecretTypeDockerConfigJson) {
+			key = corev1.DockerConfigJsonKey
 		}
 		if err := need(key); err != nil {
 			return err
@@ -134,12 +115,12 @@ func validateType(s *Secret) error {
 			}
 			return invalid(s, fmt.Sprintf("key %q", key), reason)
 		}
-	case TypeServiceAccount:
-		if s.Annotations[ServiceAccountNameAnnotation] == "" {
-			return invalid(s, fmt.Sprintf("metadata.annotations[%q]", ServiceAccountNameAnnotation),
+	case corev1.SecretTypeServiceAccountToken:
+		if s.Annotations[corev1.ServiceAccountNameKey] == "" {
+			return invalid(s, fmt.Sprintf("metadata.annotations[%q]", corev1.ServiceAccountNameKey),
 				fmt.Sprintf("is required by type %s", s.Type))
 		}
-	case TypeBootstrapToken:
+	case corev1.SecretTypeBootstrapToken:
 		return validateBootstrap(s, need)
 	}
 	return nil

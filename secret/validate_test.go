@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // secretValue is distinctive so tests can assert it never reaches an error.
@@ -118,14 +120,14 @@ func TestValidateTypeDefault(t *testing.T) {
 func TestValidateBuiltinTypes(t *testing.T) {
 	const tok = "5emitj"
 	boot := func(kv ...string) *Secret {
-		s := newSecret(TypeBootstrapToken, kv...)
+		s := newSecret(string(corev1.SecretTypeBootstrapToken), kv...)
 		s.Name = "bootstrap-token-" + tok
 		return s
 	}
 	sa := func(ann string) *Secret {
-		s := newSecret(TypeServiceAccount, "token", secretValue)
+		s := newSecret(string(corev1.SecretTypeServiceAccountToken), "token", secretValue)
 		if ann != "" {
-			s.Annotations = map[string]string{ServiceAccountNameAnnotation: ann}
+			s.Annotations = map[string]string{corev1.ServiceAccountNameKey: ann}
 		}
 		return s
 	}
@@ -134,22 +136,22 @@ func TestValidateBuiltinTypes(t *testing.T) {
 		s    *Secret
 		want []string // nil: valid
 	}{
-		{"basic-auth username", newSecret(TypeBasicAuth, "username", secretValue), nil},
-		{"basic-auth password", newSecret(TypeBasicAuth, "password", secretValue), nil},
-		{"basic-auth none", newSecret(TypeBasicAuth, "user", secretValue), []string{"username", "password", TypeBasicAuth}},
-		{"ssh ok", newSecret(TypeSSHAuth, "ssh-privatekey", secretValue), nil},
-		{"ssh missing", newSecret(TypeSSHAuth, "ssh-publickey", secretValue), []string{`key "ssh-privatekey"`}},
-		{"tls ok", newSecret(TypeTLS, "tls.crt", secretValue, "tls.key", secretValue), nil},
-		{"tls no key", newSecret(TypeTLS, "tls.crt", secretValue), []string{`key "tls.key"`}},
-		{"tls no crt", newSecret(TypeTLS, "tls.key", secretValue), []string{`key "tls.crt"`}},
-		{"dockercfg ok", newSecret(TypeDockercfg, ".dockercfg", `{"r":{"auth":"x"}}`), nil},
-		{"dockercfg missing", newSecret(TypeDockercfg, "config", "{}"), []string{`key ".dockercfg"`}},
-		{"dockercfg bad json", newSecret(TypeDockercfg, ".dockercfg", secretValue), []string{`key ".dockercfg"`, "JSON"}},
-		{"dockerconfigjson ok", newSecret(TypeDockerConfigJSON, ".dockerconfigjson", `{"auths":{}}`), nil},
-		{"dockerconfigjson not object", newSecret(TypeDockerConfigJSON, ".dockerconfigjson", `["`+secretValue+`"]`), []string{`key ".dockerconfigjson"`, "JSON object"}},
-		{"dockerconfigjson bad", newSecret(TypeDockerConfigJSON, ".dockerconfigjson", `{"`+secretValue), []string{`key ".dockerconfigjson"`}},
+		{"basic-auth username", newSecret(string(corev1.SecretTypeBasicAuth), "username", secretValue), nil},
+		{"basic-auth password", newSecret(string(corev1.SecretTypeBasicAuth), "password", secretValue), nil},
+		{"basic-auth none", newSecret(string(corev1.SecretTypeBasicAuth), "user", secretValue), []string{"username", "password", string(corev1.SecretTypeBasicAuth)}},
+		{"ssh ok", newSecret(string(corev1.SecretTypeSSHAuth), "ssh-privatekey", secretValue), nil},
+		{"ssh missing", newSecret(string(corev1.SecretTypeSSHAuth), "ssh-publickey", secretValue), []string{`key "ssh-privatekey"`}},
+		{"tls ok", newSecret(string(corev1.SecretTypeTLS), "tls.crt", secretValue, "tls.key", secretValue), nil},
+		{"tls no key", newSecret(string(corev1.SecretTypeTLS), "tls.crt", secretValue), []string{`key "tls.key"`}},
+		{"tls no crt", newSecret(string(corev1.SecretTypeTLS), "tls.key", secretValue), []string{`key "tls.crt"`}},
+		{"dockercfg ok", newSecret(string(corev1.SecretTypeDockercfg), ".dockercfg", `{"r":{"auth":"x"}}`), nil},
+		{"dockercfg missing", newSecret(string(corev1.SecretTypeDockercfg), "config", "{}"), []string{`key ".dockercfg"`}},
+		{"dockercfg bad json", newSecret(string(corev1.SecretTypeDockercfg), ".dockercfg", secretValue), []string{`key ".dockercfg"`, "JSON"}},
+		{"dockerconfigjson ok", newSecret(string(corev1.SecretTypeDockerConfigJson), ".dockerconfigjson", `{"auths":{}}`), nil},
+		{"dockerconfigjson not object", newSecret(string(corev1.SecretTypeDockerConfigJson), ".dockerconfigjson", `["`+secretValue+`"]`), []string{`key ".dockerconfigjson"`, "JSON object"}},
+		{"dockerconfigjson bad", newSecret(string(corev1.SecretTypeDockerConfigJson), ".dockerconfigjson", `{"`+secretValue), []string{`key ".dockerconfigjson"`}},
 		{"sa ok", sa("sa-name"), nil},
-		{"sa no annotation", sa(""), []string{ServiceAccountNameAnnotation}},
+		{"sa no annotation", sa(""), []string{corev1.ServiceAccountNameKey}},
 		{"bootstrap ok", boot("token-id", tok, "token-secret", "kq4gihvszzgn1p0r", "expiration", "2020-09-13T04:39:10Z"), nil},
 		{"bootstrap no id", boot("token-secret", "kq4gihvszzgn1p0r"), []string{`key "token-id"`}},
 		{"bootstrap no secret", boot("token-id", tok), []string{`key "token-secret"`}},
@@ -157,7 +159,7 @@ func TestValidateBuiltinTypes(t *testing.T) {
 		{"bootstrap upper id", boot("token-id", "ABCDEF", "token-secret", "kq4gihvszzgn1p0r"), []string{`key "token-id"`}},
 		{"bootstrap bad secret", boot("token-id", tok, "token-secret", secretValue), []string{`key "token-secret"`, "16"}},
 		{"bootstrap bad expiration", boot("token-id", tok, "token-secret", "kq4gihvszzgn1p0r", "expiration", secretValue), []string{`key "expiration"`, "RFC 3339"}},
-		{"bootstrap wrong name", newSecret(TypeBootstrapToken, "token-id", tok, "token-secret", "kq4gihvszzgn1p0r"), []string{"metadata.name", "bootstrap-token-<token-id>"}},
+		{"bootstrap wrong name", newSecret(string(corev1.SecretTypeBootstrapToken), "token-id", tok, "token-secret", "kq4gihvszzgn1p0r"), []string{"metadata.name", "bootstrap-token-<token-id>"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -182,7 +184,7 @@ func TestFromData(t *testing.T) {
 	checkInvalid(t, err, "nodePublishSecretRef", `key "bad/key"`)
 	_, err = FromData("ns1", "", "", map[string][]byte{"big": make([]byte, MaxSize+1)}, "nodePublishSecretRef")
 	checkInvalid(t, err, "nodePublishSecretRef", "1048577", "1048576")
-	_, err = FromData("ns1", "x", TypeTLS, map[string][]byte{"tls.crt": nil}, "nodePublishSecretRef")
+	_, err = FromData("ns1", "x", string(corev1.SecretTypeTLS), map[string][]byte{"tls.crt": nil}, "nodePublishSecretRef")
 	checkInvalid(t, err, `"ns1/x"`, "nodePublishSecretRef", `key "tls.key"`)
 }
 

@@ -3,12 +3,10 @@ package file
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/secretfs/secretfs/backend"
@@ -36,8 +34,9 @@ type found struct {
 // scan is one consistent reading of the whole folder.
 type scan struct {
 	dir    string
-	dirErr error            // the folder itself could not be listed
-	broken map[string]error // file path → why it could not be read or parsed
+	dirErr error              // the folder itself could not be listed
+	broken map[string]error   // file path → why it could not be read or parsed
+	left   map[string]leftOut // file path → why it was not read at all
 	objs   map[key][]found
 }
 
@@ -58,7 +57,7 @@ func isManifest(name string) bool {
 // unchanged since an earlier scan are not parsed again.
 func (b *Backend) readDir() *scan {
 	dir := b.dir
-	s := &scan{dir: dir, broken: map[string]error{}, objs: map[key][]found{}}
+	s := &scan{dir: dir, broken: map[string]error{}, left: map[string]leftOut{}, objs: map[key][]found{}}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		s.dirErr = err
@@ -66,6 +65,7 @@ func (b *Backend) readDir() *scan {
 	}
 	seen := map[string]bool{}
 	defer b.parsed.keep(seen)
+	defer b.warned.report(s.left)
 	// A file changed within the last moment may change again within the
 	// same timestamp tick (coarse clocks: NFS, some overlays) without its
 	// stamp changing: such a parse is used but not remembered.
@@ -75,22 +75,31 @@ func (b *Backend) readDir() *scan {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
-		var st syscall.Stat_t
-		if err := syscall.Stat(path, &st); err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFREG {
-			if parsed, ok := b.parsed.get(path, stampOf(&st)); ok {
-				seen[path] = true
-				s.add(path, parsed)
-				continue
-			}
-		}
-		data, err := os.ReadFile(path)
+		real, st, lo, err := statManifest(path)
 		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			continue // removed since ReadDir, or a dangling link: not there
-		case errors.Is(err, syscall.EISDIR):
-			continue // a symlink to a folder
+		case errors.Is(err, errGone):
+			continue
 		case err != nil:
 			s.broken[path] = err
+			continue
+		case lo != nil:
+			s.left[path] = *lo
+			continue
+		}
+		if parsed, ok := b.parsed.get(path, stampOf(&st)); ok {
+			seen[path] = true
+			s.add(path, parsed)
+			continue
+		}
+		data, lo, err := readManifest(real)
+		switch {
+		case errors.Is(err, errGone):
+			continue
+		case err != nil:
+			s.broken[path] = err
+			continue
+		case lo != nil:
+			s.left[path] = *lo
 			continue
 		}
 		parsed, err := secret.ParseManifests(data, path)
@@ -140,5 +149,25 @@ func (s *scan) lookup(ref backend.Ref) (*secret.Secret, error) {
 		sort.Strings(files)
 		return nil, fmt.Errorf("secret %s: %w: cannot read %s: %w", ref, ErrUnreachable, files[0], s.broken[files[0]])
 	}
-	return nil, fmt.Errorf("secret %s: not in any manifest in %s: %w", ref, s.dir, backend.ErrNotFound)
+	return nil, fmt.Errorf("secret %s: not in any manifest in %s%s: %w", ref, s.dir, s.leftOutNote(), backend.ErrNotFound)
+}
+
+// leftOutNote names the files a not-found answer did not look into.
+func (s *scan) leftOutNote() string {
+	if len(s.left) == 0 {
+		return ""
+	}
+	files := make([]string, 0, len(s.left))
+	for f := range s.left {
+		files = append(files, f)
+	}
+	sort.Strings(files)
+	note := " (left out:"
+	for i, f := range files {
+		if i > 0 {
+			note += ","
+		}
+		note += " " + f + " " + s.left[f].String()
+	}
+	return note + ")"
 }

@@ -2,8 +2,6 @@ package kube
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -89,8 +87,8 @@ func identity(ref backend.Ref, err error) string {
 	if ref.Token == "" {
 		return "the plugin's credentials"
 	}
-	if sub := tokenSubject(ref.Token); sub != "" {
-		return describeUser(sub)
+	if ns, sa, ok := backend.TokenServiceAccount(ref.Token); ok {
+		return "service account " + ns + "/" + sa
 	}
 	return "the pod's token"
 }
@@ -102,24 +100,4 @@ func describeUser(user string) string {
 		}
 	}
 	return fmt.Sprintf("user %q", user)
-}
-
-// tokenSubject reads the "sub" claim of a JWT without verifying it: it is
-// only used to word an error message.
-func tokenSubject(token string) string {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return ""
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return ""
-	}
-	var claims struct {
-		Sub string `json:"sub"`
-	}
-	if json.Unmarshal(payload, &claims) != nil {
-		return ""
-	}
-	return claims.Sub
 }

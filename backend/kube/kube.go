@@ -34,9 +34,6 @@ type Options struct {
 	Log *slog.Logger
 	// TokenClients bounds the cache of per-token clientsets (default 64).
 	TokenClients int
-	// MinBackoff and MaxBackoff bound the retry delay of a failing watch
-	// (defaults 200ms and 30s).
-	MinBackoff, MaxBackoff time.Duration
 	// WatchTimeout is how long one watch request lasts before it is
 	// resumed from its last resourceVersion; default a random 5–10 min,
 	// as client-go's reflector does, so watches don't expire together.
@@ -52,7 +49,14 @@ type Backend struct {
 	log    *slog.Logger
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend = (*Backend)(nil)
+	_ backend.Owner   = (*Backend)(nil)
+)
+
+// CallerOwnsSecrets: every Get and watch event decodes a fresh object, and
+// nothing here keeps it.
+func (b *Backend) CallerOwnsSecrets() bool { return true }
 
 // Defaults for rate limiting: kubelet's QPS (kubeAPIQPS 50) and a burst
 // that covers the list+watch of 100 Secrets at once (a node full of pods
@@ -79,12 +83,6 @@ func New(cfg *rest.Config, opts Options) (*Backend, error) {
 	}
 	if opts.TokenClients <= 0 {
 		opts.TokenClients = 64
-	}
-	if opts.MinBackoff <= 0 {
-		opts.MinBackoff = 200 * time.Millisecond
-	}
-	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = 30 * time.Second
 	}
 	own, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

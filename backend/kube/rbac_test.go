@@ -3,6 +3,7 @@ package kube
 import (
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/secretfs/secretfs/backend"
+	"github.com/secretfs/secretfs/sanity/cluster"
 )
 
 // grant gives namespace/sa the verbs on the one Secret name, as a pod's
@@ -58,23 +60,52 @@ func TestForbidden(t *testing.T) {
 		t.Fatal("the error carries the token")
 	}
 
-	ch, _ := e.watch(t, r)
-	ev := next(t, ch, 10*time.Second)
-	wantForbidden(t, ev.Err, "default/db", "service account default/nobody")
-	t.Logf("watch: %v", ev.Err)
-
-	// Granted later: the retrying watch picks it up (backoff ≤ 30 s; the
-	// first retries come within a few seconds).
-	e.grant(t, "default", "nobody", "db", "get", "list", "watch")
-	for {
-		ev = next(t, ch, 40*time.Second)
-		if ev.Err == nil {
-			break
-		}
+	// Watch ends with the refusal, having reported nothing: the cache
+	// decides what next (another token, or backoff).
+	var evs []backend.Event
+	err = e.b.Watch(e.ctx, r, func(ev backend.Event) { evs = append(evs, ev) })
+	wantForbidden(t, err, "default/db", "service account default/nobody")
+	if len(evs) != 0 {
+		t.Fatalf("a refused watch reported %+v", evs)
 	}
-	wantData(t, ev, "password", "x")
+	t.Logf("watch: %v", err)
+
+	// Granted later: the same token watches.
+	e.grant(t, "default", "nobody", "db", "get", "list", "watch")
+	ch, _ := e.watch(t, r)
+	wantData(t, next(t, ch, 10*time.Second), "password", "x")
 	e.put(t, "default", "db", "password", "y")
 	wantData(t, next(t, ch, 5*time.Second), "password", "y")
+}
+
+// The Role goes while a watch runs: the open stream is not cut (the
+// apiserver authorizes a watch when it starts), but the next watch
+// request after WatchTimeout is refused and Watch ends with the refusal.
+func TestWatchEndsWhenRoleDeleted(t *testing.T) {
+	e := start(t)
+	b, err := New(e.c.RestConfig(), Options{WatchTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.put(t, "default", "db", "password", "x")
+	e.grant(t, "default", "app", "db", "get", "list", "watch")
+	r := backend.Ref{Namespace: "default", Name: "db", Token: e.token(t, "default", "app")}
+	done := make(chan error, 1)
+	evs := make(chan backend.Event, 16)
+	go func() { done <- b.Watch(e.ctx, r, func(ev backend.Event) { evs <- ev }) }()
+	if ev := <-evs; ev.Secret == nil {
+		t.Fatalf("first event %+v", ev)
+	}
+	if err := e.api.RbacV1().Roles("default").Delete(e.ctx, "app", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		wantForbidden(t, err, "default/db", "service account default/app")
+		t.Logf("watch ended: %v", err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("the watch went on after its Role was deleted")
+	}
 }
 
 // A Role with resourceNames covers a watch with the metadata.name field
@@ -109,4 +140,49 @@ func TestWatchGetOnlyFallsBackToPolling(t *testing.T) {
 		t.Fatalf("Watch = %v after %d events, want ErrNoWatch after the Secret", err, len(evs))
 	}
 	t.Logf("%v", err)
+}
+
+// Each request after the first list and watch sends the token Rewatch
+// gives: a watch resumed after its timeout moves to it without a relist,
+// and a refused one ends Watch with the refusal naming who was refused.
+func TestWatchRewatchToken(t *testing.T) {
+	e := start(t)
+	b, err := New(e.c.RestConfig(), Options{WatchTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.put(t, "default", "db", "password", "x")
+	e.grant(t, "default", "first", "db", "get", "list", "watch")
+	e.grant(t, "default", "second", "db", "get", "list", "watch")
+	second, nobody := e.token(t, "default", "second"), e.token(t, "default", "nobody")
+	var mu sync.Mutex
+	next := second
+	r := backend.Ref{Namespace: "default", Name: "db", Token: e.token(t, "default", "first"),
+		Rewatch: func() (string, bool) { mu.Lock(); defer mu.Unlock(); return next, true }}
+	done := make(chan error, 1)
+	evs := make(chan backend.Event, 16)
+	go func() { done <- b.Watch(e.ctx, r, func(ev backend.Event) { evs <- ev }) }()
+	if ev := <-evs; ev.Secret == nil {
+		t.Fatalf("first event %+v", ev)
+	}
+	if _, err := e.c.WaitAudit(e.ctx, cluster.AuditEvent{Verb: "watch", User: "system:serviceaccount:default:second"}, 1); err != nil {
+		t.Fatal(err)
+	}
+	e.put(t, "default", "db", "password", "y")
+	if ev := <-evs; ev.Secret == nil || string(ev.Secret.Data["password"]) != "y" {
+		t.Fatalf("event after the token moved %+v", ev)
+	}
+	lists, _ := e.c.CountAudit(cluster.AuditEvent{Verb: "list", Resource: "secrets", Name: "db"})
+	if lists != 1 {
+		t.Errorf("%d lists, want 1: a new token resumes, it does not relist", lists)
+	}
+	mu.Lock()
+	next = nobody
+	mu.Unlock()
+	select {
+	case err := <-done:
+		wantForbidden(t, err, "default/db", "service account default/nobody")
+	case <-time.After(15 * time.Second):
+		t.Fatal("the watch went on with a refused token")
+	}
 }

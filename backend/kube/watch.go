@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"time"
 
@@ -13,75 +14,110 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 
 	"github.com/secretfs/secretfs/backend"
 )
 
 // Watch reports every change of the Secret to fn until ctx is done, then
-// returns ctx.Err(). The first report is the current state. Failures
-// (RBAC, apiserver down, an invalid Secret) are reported as Event.Err and
-// retried with backoff; expired resourceVersions (410 Gone) are relisted
-// and closed streams resumed, so the caller never has to restart it. It
-// returns an error wrapping backend.ErrNoWatch, after reporting the state,
-// when the identity may get the Secret but not list/watch it.
+// returns ctx.Err(). The first report is the current state.
+//
+// One Watch is one list and one watch stream of the one Secret (field
+// selector metadata.name=NAME):
+//  1. list reports the current state and gives the resourceVersion;
+//  2. client-go's RetryWatcher follows from it, resuming from the last
+//     resourceVersion whenever a request ends (WatchTimeout) or the
+//     stream breaks, so a quiet Secret costs one watch request per timeout;
+//  3. an expired resourceVersion (410 Gone) relists (step 1) at once.
+//
+// Every request after the first list and watch asks ref.Rewatch (if set)
+// for the token to send: the caller's freshest then.
+//
+// Any other failure ends Watch with its error, after nothing was reported
+// for it: the caller (the cache) retries with its own backoff, shared by
+// every volume of the entry, or with another token when the error wraps
+// backend.ErrForbidden. An invalid version of the Secret is reported as
+// Event.Err and the watch carries on. When the identity may get the
+// Secret but not list/watch it, Watch reports the state once and returns
+// an error wrapping backend.ErrNoWatch.
 func (b *Backend) Watch(ctx context.Context, ref backend.Ref, fn func(backend.Event)) error {
-	c, err := b.client(ref)
-	if err != nil {
+	w := &watcher{b: b, ref: ref, fn: fn, sel: fields.OneTermEqualSelector("metadata.name", ref.Name).String()}
+	if err := w.use(ref.Token); err != nil {
 		return err
 	}
-	w := &watcher{b: b, ref: ref, fn: fn, api: c.CoreV1().Secrets(ref.Namespace),
-		sel: fields.OneTermEqualSelector("metadata.name", ref.Name).String()}
-	return w.run(ctx)
+	for relist := false; ; relist = true {
+		if err := w.rewatch(relist); err != nil {
+			return err
+		}
+		rv, err := w.list(ctx)
+		if err == nil {
+			err = w.follow(ctx, rv)
+		}
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, errRelist):
+			w.b.log.Debug("watch expired, relisting", "secret", ref.String())
+			continue
+		}
+		return err
+	}
 }
+
+// errRelist ends one follow when the resourceVersion expired.
+var errRelist = errors.New("resourceVersion expired")
 
 type watcher struct {
 	b   *Backend
-	ref backend.Ref
+	ref backend.Ref // Token: the one the next request sends
 	fn  func(backend.Event)
 	api typedcorev1.SecretInterface
 	sel string
 
-	rv    string // where the next watch resumes; "" means list first
-	last  string // what fn heard last (see report), to skip repeats after a relist
-	delay time.Duration
+	last string // what fn heard last (see report), to skip repeats after a relist
 }
 
-func (w *watcher) run(ctx context.Context) error {
-	w.delay = w.b.opts.MinBackoff
-	for ctx.Err() == nil {
-		if w.rv == "" {
-			if err := w.list(ctx); err != nil {
-				if errors.Is(err, backend.ErrNoWatch) {
-					return err
-				}
-				w.fail(ctx, err)
-				continue
-			}
-		}
-		if err := w.watch(ctx); err != nil {
-			w.fail(ctx, err)
-		}
+// use makes the next requests send token.
+func (w *watcher) use(token string) error {
+	w.ref.Token = token
+	c, err := w.b.client(w.ref)
+	if err != nil {
+		return err
 	}
-	return ctx.Err()
+	w.api = c.CoreV1().Secrets(w.ref.Namespace)
+	return nil
 }
 
-// list reports the current state and sets the resourceVersion to watch from.
-func (w *watcher) list(ctx context.Context) error {
+// rewatch switches to the caller's freshest token before a further
+// request (again false: the first, which uses ref.Token).
+func (w *watcher) rewatch(again bool) error {
+	if !again || w.ref.Rewatch == nil {
+		return nil
+	}
+	tok, ok := w.ref.Rewatch()
+	if !ok {
+		return fmt.Errorf("secret %s: %w: no token is left to watch with", w.ref, backend.ErrForbidden)
+	}
+	return w.use(tok)
+}
+
+// list reports the current state and returns the resourceVersion to
+// watch from.
+func (w *watcher) list(ctx context.Context) (string, error) {
 	l, err := w.api.List(ctx, metav1.ListOptions{FieldSelector: w.sel})
 	if err != nil {
 		if apierrors.IsForbidden(err) {
-			return w.getInstead(ctx, err)
+			return "", w.getInstead(ctx, err)
 		}
-		return apiError(w.ref, "list", err)
+		return "", apiError(w.ref, "list", err)
 	}
-	w.delay = w.b.opts.MinBackoff
-	w.rv = l.ResourceVersion
 	if len(l.Items) == 0 {
 		w.report("deleted", backend.Event{Deleted: true})
 	} else {
 		w.object(&l.Items[0])
 	}
-	return nil
+	return l.ResourceVersion, nil
 }
 
 // getInstead handles a refused list: a Role may grant get but not
@@ -100,53 +136,59 @@ func (w *watcher) getInstead(ctx context.Context, listErr error) error {
 		w.ref, identity(w.ref, listErr), backend.ErrNoWatch)
 }
 
-// watch follows changes from w.rv until the stream ends. A nil error with
-// w.rv cleared asks for a relist.
-func (w *watcher) watch(ctx context.Context) error {
-	timeout := int64(w.watchTimeout().Seconds())
-	wi, err := w.api.Watch(ctx, metav1.ListOptions{FieldSelector: w.sel, ResourceVersion: w.rv,
-		AllowWatchBookmarks: true, TimeoutSeconds: &timeout})
+// follow runs a RetryWatcher from rv until ctx is done or a failure it
+// must not hide: the returned error is errRelist, the API's error
+// (mapped), or nil when ctx ended.
+func (w *watcher) follow(ctx context.Context, rv string) error {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	again := false // the first watch follows the list with its token
+	lw := &cache.ListWatch{WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		if err := w.rewatch(again); err != nil {
+			stop(err)
+			return nil, io.EOF
+		}
+		again = true
+		o.FieldSelector = w.sel
+		timeout := int64(w.watchTimeout().Seconds())
+		o.TimeoutSeconds = &timeout
+		wi, err := w.api.Watch(ctx, o)
+		if err != nil {
+			// RetryWatcher would retry every failure here every second
+			// (a 410 with the same resourceVersion forever) and log it.
+			// End the watch instead; the error tells run what to do.
+			// io.EOF makes RetryWatcher stop quietly, ctx being done.
+			if isGone(err) {
+				stop(errRelist)
+			} else {
+				stop(apiError(w.ref, "watch", err))
+			}
+			return nil, io.EOF
+		}
+		return wi, nil
+	}}
+	rw, err := watchtools.NewRetryWatcherWithContext(ctx, rv, lw)
 	if err != nil {
-		if isGone(err) {
-			w.rv = ""
-			return nil
-		}
-		return apiError(w.ref, "watch", err)
+		return fmt.Errorf("secret %s: watch: %w", w.ref, err)
 	}
-	defer wi.Stop()
-	start, got := time.Now(), false
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-wi.ResultChan():
-			if !ok {
-				// Timed out, or the apiserver went away: resume from
-				// w.rv. A stream that ends at once, twice in a row,
-				// would spin: slow it down quietly.
-				if !got && time.Since(start) < time.Second {
-					w.pause(ctx)
-				}
-				return nil
-			}
-			got = true
-			if err := w.event(ev); err != nil {
-				return err
-			}
-			if w.rv == "" {
-				return nil
-			}
+	defer rw.Stop()
+	for ev := range rw.ResultChan() {
+		if err := w.event(ev); err != nil {
+			return err
 		}
 	}
+	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
 }
 
+// event handles one event of the RetryWatcher (bookmarks never reach it).
 func (w *watcher) event(ev watch.Event) error {
 	if ev.Type == watch.Error {
 		err := apierrors.FromObject(ev.Object)
 		if isGone(err) {
-			w.b.log.Debug("watch expired, relisting", "secret", w.ref.String())
-			w.rv = ""
-			return nil
+			return errRelist
 		}
 		return apiError(w.ref, "watch", err)
 	}
@@ -154,15 +196,13 @@ func (w *watcher) event(ev watch.Event) error {
 	if !ok {
 		return fmt.Errorf("secret %s: watch: unexpected object %T", w.ref, ev.Object)
 	}
-	w.rv = obj.ResourceVersion
-	w.delay = w.b.opts.MinBackoff
 	switch ev.Type {
 	case watch.Added, watch.Modified:
 		w.object(obj)
 	case watch.Deleted:
 		w.report("deleted", backend.Event{Deleted: true})
 	}
-	return nil // Bookmark: only the resourceVersion moves
+	return nil
 }
 
 func (w *watcher) object(obj *corev1.Secret) {
@@ -175,38 +215,13 @@ func (w *watcher) object(obj *corev1.Secret) {
 }
 
 // report tells fn unless it already heard the same thing: a relist after a
-// 410 or an outage finds the object it already reported.
+// 410 finds the object it already reported.
 func (w *watcher) report(key string, ev backend.Event) {
 	if key == w.last {
 		return
 	}
 	w.last = key
 	w.fn(ev)
-}
-
-// fail reports err, waits with backoff, and relists afterwards so that the
-// caller hears a fresh state once the failure is over.
-func (w *watcher) fail(ctx context.Context, err error) {
-	if ctx.Err() != nil {
-		return
-	}
-	w.b.log.Debug("watch failed, retrying", "secret", w.ref.String(), "err", err, "in", w.delay)
-	w.report("err:"+err.Error(), backend.Event{Err: err})
-	w.rv = ""
-	w.pause(ctx)
-}
-
-// pause waits for the backoff delay and doubles it. Jitter: many watches
-// of one apiserver fail together and should not come back together.
-func (w *watcher) pause(ctx context.Context) {
-	d := w.delay/2 + rand.N(w.delay/2+1)
-	w.delay = min(2*w.delay, w.b.opts.MaxBackoff)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 func (w *watcher) watchTimeout() time.Duration {

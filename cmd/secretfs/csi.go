@@ -11,25 +11,31 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/secretfs/secretfs/backend/provider"
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/csi"
 	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/metrics"
+	"github.com/secretfs/secretfs/secmem"
 )
 
 const csiSynopsis = `secretfs csi --endpoint unix:///path/csi.sock --node-id NODE --source SOURCE
              [--registration-dir DIR] [--metrics-addr ADDR] [--mount-root DIR]
-             [--keeper PATH]
+             [--keeper PATH] [--cache-idle DURATION]
+             [--provider-dir DIR]... [--provider-max-recv-bytes N]
 
 Serves the CSI driver ` + csi.DriverName + ` (Identity, Node and a minimal
 Controller): volumes described like a Kubernetes secret volume, mounted as
 read-only in-memory FUSE filesystems. SOURCE is file:DIR or kube; volumes
-whose data comes in nodePublishSecretRef need no source (--source none).`
+whose data comes in nodePublishSecretRef need no source (--source none).
+Volumes with secretProviderClass get their files from a Secrets Store CSI
+provider listening on DIR/NAME.sock.`
 
 func init() {
 	commands["csi"] = command{"serve the CSI driver (kubelet plugin)", runCSI}
@@ -48,9 +54,13 @@ func runCSI(args []string, _, stderr io.Writer) int {
 	regDir := fs.String("registration-dir", "", "kubelet's plugins_registry folder: register there without a sidecar")
 	regEndpoint := fs.String("kubelet-endpoint", "", "the CSI socket path as kubelet sees it (default: the --endpoint path)")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics and /healthz on this address (e.g. :9808)")
-	mountRoot := fs.String("mount-root", "/var/lib/kubelet", "clean dead secretfs mounts under this folder at start")
+	mountRoot := fs.String("mount-root", csi.DefaultMountRoot, "kubelet's root-dir: the only tree where volumes are mounted, unmounted or removed (and dead ones cleaned at start)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	cacheIdle := fs.Duration("cache-idle", cache.DefaultIdle, "how long a Secret no volume shows any more stays cached (watched) before it is dropped and wiped")
 	keeperPath := fs.String("keeper", "", "socket of a 'secretfs keeper': mounts outlive this process and the next one takes them back")
+	providerDirs := &dirsFlag{dirs: provider.DefaultDirs}
+	fs.Var(providerDirs, "provider-dir", "folder of Secrets Store CSI provider sockets NAME.sock (repeatable; default "+strings.Join(provider.DefaultDirs, " and ")+")")
+	providerMaxRecv := fs.Int("provider-max-recv-bytes", provider.DefaultMaxRecvBytes, "largest Mount reply accepted from a provider")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -67,23 +77,39 @@ func runCSI(args []string, _, stderr io.Writer) int {
 	if *nodeID == "" {
 		return fail(errors.New("--node-id is required"))
 	}
+	idle := *cacheIdle
+	switch {
+	case idle < 0:
+		return fail(fmt.Errorf("--cache-idle %v: must not be negative", idle))
+	case idle == 0:
+		idle = -1 // cache.Options: 0 is the default, negative is "at once"
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fail(fmt.Errorf("--log-level: %w", err))
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	secmem.SetLogger(log)
 
-	cfg := csi.Config{Version: version, NodeID: *nodeID, Logger: log}
+	cfg := csi.Config{Version: version, NodeID: *nodeID, Logger: log, MountRoot: *mountRoot}
 	if *source != "none" {
 		b, err := openSource(*source)
 		if err != nil {
 			return fail(err)
 		}
-		cfg.Cache = cache.New(b, cache.Options{Logger: log})
+		cfg.Cache = cache.New(b, cache.Options{Logger: log, Idle: idle})
 		defer cfg.Cache.Close()
 		// Only the API server knows pods' tokens; a file source reads
 		// the same whoever asks.
 		cfg.PodTokens = *source == "kube"
+		pool, client, err := openProviders(*source, b, providerDirs.dirs, *providerMaxRecv, log)
+		if err != nil {
+			return fail(err)
+		}
+		if client != nil {
+			defer client.Close()
+		}
+		cfg.Providers = pool
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -105,7 +131,10 @@ func runCSI(args []string, _, stderr io.Writer) int {
 			defer k.Close()
 		}
 	}
-	d := csi.New(cfg)
+	d, err := csi.New(cfg)
+	if err != nil {
+		return fail(fmt.Errorf("--mount-root: %w", err))
+	}
 	// Take held mounts back first: until then their requests wait, and
 	// the stale-mount scan below would wait with them.
 	if n, err := d.Resume(ctx); err != nil {
@@ -113,13 +142,13 @@ func runCSI(args []string, _, stderr io.Writer) int {
 	} else if n > 0 {
 		log.Info("mounts taken over from the keeper", "volumes", n)
 	}
-	if n, err := csi.CleanupStale(*mountRoot, log, d.Serves); err != nil {
+	if n, err := d.CleanupStale(); err != nil {
 		log.Warn("stale mounts left", "cleaned", n, "err", err)
 	} else if n > 0 {
 		log.Info("stale mounts cleaned", "cleaned", n)
 	}
 
-	err := csi.NewServer(d, csi.ServerOptions{
+	err = csi.NewServer(d, csi.ServerOptions{
 		Endpoint: *endpoint, RegistrationDir: *regDir, RegistrationEndpoint: *regEndpoint, Logger: log,
 	}).Run(ctx)
 	if cfg.Keeper != nil {

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/secretfs/secretfs/keeper"
+	"github.com/secretfs/secretfs/secmem"
 )
 
 const keeperSynopsis = `secretfs keeper --socket PATH
@@ -39,6 +40,7 @@ func runKeeper(args []string, _, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	secmem.SetLogger(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := keeper.New(log).Serve(ctx, *socket); err != nil {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"sort"
+
+	"github.com/secretfs/secretfs/secmem"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -20,6 +22,12 @@ type command struct {
 var commands = map[string]command{}
 
 func main() {
+	// Before anything reads a Secret: no core dump may hold one, whichever
+	// subcommand runs (mount, csi, keeper, env, exec).
+	if err := secmem.Harden(); err != nil {
+		fmt.Fprintf(os.Stderr, "secretfs: %v\n", err)
+		os.Exit(1)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/secretfs/secretfs/sanity/needroot"
 )
 
 // These tests drive the real binary, as a user would: real FUSE mounts,
@@ -19,6 +21,12 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	// A test re-run inside a private mount namespace (inPrivateNS)
+	// reuses the binary its parent built.
+	if b := os.Getenv("SECRETFS_TEST_BIN"); b != "" {
+		bin = b
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "secretfs-bin")
 	if err != nil {
 		panic(err)
@@ -27,15 +35,14 @@ func TestMain(m *testing.M) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		panic(fmt.Sprintf("build: %v\n%s", err, out))
 	}
+	os.Setenv("SECRETFS_TEST_BIN", bin)
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
 func needRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("FUSE mounts need root")
-	}
+	needroot.FUSE(t, "secretfs mount mounts FUSE")
 }
 
 type proc struct {

@@ -17,17 +17,23 @@ import (
 	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/live"
+	"github.com/secretfs/secretfs/secmem"
 	"github.com/secretfs/secretfs/volume"
 )
 
 const mountSynopsis = `secretfs mount --source SOURCE [--namespace NS] --secret NAME
                [--item KEY=PATH[:MODE]]... [--default-mode MODE] [--optional]
                [--change-detection Watch|Cache|Get] [--ttl DURATION]
-               [--fs-group GID] MOUNTPOINT
+               [--fs-group GID] [--allow-other] MOUNTPOINT
 
 Shows a Secret's keys as files at MOUNTPOINT, exactly as a Pod sees a
 Kubernetes secret volume (..data, per-key links, modes), without writing
 them to disk. Stays in the foreground; Ctrl-C unmounts.
+
+Any user may mount: root with mount(2), anyone else through fusermount3
+(package fuse3). Only you can open the files, unless --allow-other (or
+--fs-group, which implies it) lets other users in; as a regular user that
+needs user_allow_other in /etc/fuse.conf.
 
 SOURCE is file:DIR (a folder of manifests, watched for changes) or kube
 (the cluster of your kubeconfig). MODE is octal: 0400, 400 and 0o400 are
@@ -50,6 +56,7 @@ type mountFlags struct {
 	strategy                      string
 	ttl                           time.Duration
 	fsGroup                       gidFlag
+	allowOther                    bool
 	keeper                        string
 }
 
@@ -63,7 +70,8 @@ func (m *mountFlags) bind(fs *flag.FlagSet) {
 	fs.BoolVar(&m.optional, "optional", false, "mount even if the Secret or a listed key is missing")
 	fs.StringVar(&m.strategy, "change-detection", "Watch", "how changes are found: Watch, Cache (re-read after --ttl) or Get (re-read every --ttl)")
 	fs.DurationVar(&m.ttl, "ttl", time.Minute, "re-read period for Cache and Get")
-	fs.Var(&m.fsGroup, "fs-group", "group owning every file; files gain group read (as a Pod's fsGroup)")
+	fs.Var(&m.fsGroup, "fs-group", "group owning every file; files gain group read (as a Pod's fsGroup); implies --allow-other")
+	fs.BoolVar(&m.allowOther, "allow-other", false, "let other users open the files (their modes decide); a regular user needs user_allow_other in /etc/fuse.conf")
 	fs.StringVar(&m.keeper, "keeper", "", "socket of a 'secretfs keeper' that keeps the mount alive if this process dies; run again with the same arguments to take it back")
 }
 
@@ -111,6 +119,8 @@ func runMount(args []string, _, stderr io.Writer) int {
 	var level slog.LevelVar
 	level.Set(slog.LevelError + 1)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: &level}))
+	// Except that secret memory could not be locked: said once, at once.
+	secmem.SetLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	c := cache.New(b, cache.Options{Logger: log})
 	defer c.Close()
 
@@ -123,15 +133,27 @@ func runMount(args []string, _, stderr io.Writer) int {
 	cfg := live.Config{
 		Spec: spec, Strategy: strategy, TTL: m.ttl, Logger: log,
 		// The runner owns the files, so a 0400 file stays readable to them.
-		FS: fusefs.Options{UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), FSGroup: spec.FSGroup},
+		FS: fusefs.Options{UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), FSGroup: spec.FSGroup,
+			AllowOther: m.allowOther},
 	}
 	v, err := mountOrResume(ctx, c, dir, cfg, m.keeper, stderr)
 	if err != nil {
-		return fail(err)
+		return fail(m.explain(err))
 	}
 	level.Set(slog.LevelInfo)
 	log.Info("mounted", "secret", spec.Ref(), "mountpoint", dir)
 	return serveUntilDone(ctx, v, m.ttl, log)
+}
+
+// explain names the flag behind a mount that fusefs refused.
+func (m *mountFlags) explain(err error) error {
+	switch {
+	case errors.Is(err, fusefs.ErrAllowOther) && !m.allowOther:
+		return errors.New("--fs-group implies --allow-other, which needs root or user_allow_other in /etc/fuse.conf")
+	case errors.Is(err, fusefs.ErrAllowOther):
+		return errors.New("--allow-other needs root or user_allow_other in /etc/fuse.conf")
+	}
+	return err
 }
 
 // serveUntilDone keeps the mount until a signal (unmount, exit 0) or an
@@ -215,8 +237,8 @@ func ensureDir(dir string) (bool, error) {
 		return false, nil
 	case errors.Is(err, syscall.ENOTCONN):
 		// A dead FUSE mount (its server died without a keeper): clear it.
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			return false, fmt.Errorf("clear dead mount at %s: %w", dir, err)
+		if err := fusefs.Detach(dir); err != nil {
+			return false, fmt.Errorf("clear dead mount: %w", err)
 		}
 		return ensureDir(dir)
 	case errors.Is(err, os.ErrNotExist):

@@ -21,6 +21,8 @@ import (
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
 	. "github.com/onsi/ginkgo/v2"
 	"github.com/onsi/ginkgo/v2/types"
+
+	"github.com/secretfs/secretfs/sanity/needroot"
 )
 
 // variantEnv picks the volume source when the test binary runs itself:
@@ -186,12 +188,7 @@ func checkReport(t *testing.T) {
 
 func requireFUSE(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount FUSE")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("needs /dev/fuse")
-	}
+	needroot.FUSE(t, "csi-sanity publishes mount FUSE")
 }
 
 func buildBinary(t *testing.T, dir string) string {

@@ -3,19 +3,18 @@ package restart
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/secretfs/secretfs/sanity/needroot"
 )
 
 func TestPluginRestarts(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("FUSE mounts need root")
-	}
+	needroot.FUSE(t, "restarts keep FUSE mounts")
 	volumes, kills := 50, 20
 	if testing.Short() {
 		volumes, kills = 10, 3

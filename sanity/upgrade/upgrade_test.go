@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secretfs/secretfs/sanity/needroot"
 	"github.com/secretfs/secretfs/sanity/restart"
 )
 
@@ -80,9 +81,7 @@ func protocols(t *testing.T, bin string) string {
 }
 
 func TestUpgradeAndRollback(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIP (needs root: FUSE mounts)")
-	}
+	needroot.FUSE(t, "upgrades keep FUSE mounts")
 	commit := previous(t)
 	dir := t.TempDir()
 	prev := buildAt(t, commit, dir)

@@ -33,7 +33,7 @@ func main() {
 	nodeID := fs.String("node-id", "", "")
 	source := fs.String("source", "", "file:DIR")
 	metricsAddr := fs.String("metrics-addr", "", "")
-	fs.String("mount-root", "", "ignored")
+	mountRoot := fs.String("mount-root", "", "kubelet's root-dir (targets must be below it)")
 	args := os.Args[1:]
 	if len(args) > 0 && args[0] == "csi" {
 		args = args[1:]
@@ -52,7 +52,11 @@ func main() {
 	go http.ListenAndServe(*metricsAddr, nil)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d := csi.New(csi.Config{NodeID: *nodeID, Cache: c, Logger: log})
+	d, err := csi.New(csi.Config{NodeID: *nodeID, Cache: c, Logger: log, MountRoot: *mountRoot})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	if err := csi.NewServer(d, csi.ServerOptions{Endpoint: *endpoint, Logger: log}).Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -1,0 +1,163 @@
+package csi
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	mountutils "k8s.io/mount-utils"
+
+	"github.com/secretfs/secretfs/targetpath"
+)
+
+// This file decides what the plugin may do at a target (SPEC §4 "Safety
+// on the node"). Every path first passes the guard (targetpath); then:
+//
+//   - a mount is ours if this process's bookkeeping holds it (its own
+//     publishes and the mounts it took back from the keeper), or, for a
+//     mount an earlier process left, if mountinfo shows our type and our
+//     source marker (fsType, mountSource) and its server is gone
+//     (ENOTCONN). A live mount of an earlier process that we did not take
+//     back is served by someone else: not ours to undo.
+//   - only a mount of ours is unmounted: a live one by its volume
+//     (live.Volume.Unmount), and only while the topmost mount at the
+//     target is still it (mount.onTop); a dead one with UMOUNT_NOFOLLOW;
+//   - only an empty folder is removed (rmdir, never unlink or RemoveAll),
+//     and on a failed publish only the folder this publish created.
+
+const (
+	// fsType is how mountinfo shows a secretfs mount (fusefs sets the
+	// subtype).
+	fsType = "fuse.secretfs"
+	// mountSource is the source (fsname) of the plugin's mounts. It tells
+	// them from a workstation's `secretfs mount` (source "secretfs"), so
+	// a dead mount is recognised as the plugin's after a restart.
+	mountSource = "secretfs-csi"
+)
+
+// DefaultMountRoot is kubelet's default root-dir.
+const DefaultMountRoot = "/var/lib/kubelet"
+
+// checkPath runs the guard; its refusal is InvalidArgument naming the path.
+func (d *Driver) checkPath(field, path string) (targetpath.Path, error) {
+	if path == "" {
+		return targetpath.Path{}, status.Errorf(codes.InvalidArgument, "%s is required", field)
+	}
+	p, err := d.guard.Check(path)
+	if err != nil {
+		return targetpath.Path{}, status.Errorf(codes.InvalidArgument, "%s: %v", field, err)
+	}
+	return p, nil
+}
+
+func isOurs(mi *mountinfo.Info) bool { return mi.FSType == fsType && mi.Source == mountSource }
+
+// isDead says the mount at path has lost its server.
+func isDead(path string) bool {
+	_, err := os.Lstat(path)
+	return err != nil && mountutils.IsCorruptedMnt(err)
+}
+
+// prepareTarget makes the target ready for a mount and says whether it
+// created the folder (the only thing a failed publish may remove). kubelet
+// creates only the parent. A dead mount of ours there is unmounted; any
+// other mount, or anything that is not a folder, is refused untouched.
+func prepareTarget(p targetpath.Path, log interface{ Info(string, ...any) }) (created bool, err error) {
+	fi, err := os.Lstat(p.Name)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := unix.Mkdir(p.Name, 0o750); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return false, status.Errorf(codes.FailedPrecondition, "target %s: its parent folder does not exist", p.Name)
+			}
+			return false, status.Errorf(codes.Internal, "create target %s: %v", p.Name, err)
+		}
+		return true, nil
+	case err != nil && mountutils.IsCorruptedMnt(err):
+		mi, merr := p.Mount()
+		if merr != nil {
+			return false, status.Errorf(codes.Internal, "check target %s: %v", p.Name, merr)
+		}
+		if mi == nil || !isOurs(mi) {
+			return false, status.Errorf(codes.AlreadyExists, "target %s holds a dead mount not made by this plugin", p.Name)
+		}
+		log.Info("cleaning a dead mount at the target", "target", p.Name)
+		if err := unmountOurs(p.Name); err != nil {
+			return false, status.Errorf(codes.Internal, "clean dead mount: %v", err)
+		}
+		return false, nil
+	case err != nil:
+		return false, status.Errorf(codes.Internal, "check target %s: %v", p.Name, errnoOf(err))
+	case !fi.IsDir():
+		return false, status.Errorf(codes.FailedPrecondition, "target %s exists and is not a folder", p.Name)
+	}
+	mi, err := p.Mount()
+	if err != nil {
+		return false, status.Errorf(codes.Internal, "check target %s: %v", p.Name, err)
+	}
+	if mi != nil {
+		return false, status.Errorf(codes.AlreadyExists, "target %s is already a mount point (%q) not made by this process", p.Name, mi.FSType)
+	}
+	return false, nil
+}
+
+// releaseTarget handles an unpublish of a target this process does not
+// serve. Nothing mounted there: OK, untouched (never published, or
+// already unpublished). A dead mount of an earlier process of ours: clean
+// it. Anything else is refused untouched.
+func releaseTarget(p targetpath.Path) error {
+	mi, err := p.Mount()
+	if err != nil {
+		return status.Errorf(codes.Internal, "check target %s: %v", p.Name, err)
+	}
+	if mi == nil {
+		return nil
+	}
+	if !isOurs(mi) || !isDead(p.Name) {
+		return status.Errorf(codes.FailedPrecondition, "target %s is a %q mount this plugin does not serve: left as it is", p.Name, mi.FSType)
+	}
+	if err := unmountOurs(p.Name); err != nil {
+		return status.Errorf(codes.Internal, "clean dead mount: %v", err)
+	}
+	return removeEmptyDir(p.Name)
+}
+
+// unmountOurs unmounts a mount already known to be ours, lazily if busy,
+// never following a link in the path.
+func unmountOurs(path string) error {
+	err := unix.Unmount(path, unix.UMOUNT_NOFOLLOW)
+	if errors.Is(err, unix.EBUSY) {
+		err = unix.Unmount(path, unix.UMOUNT_NOFOLLOW|unix.MNT_DETACH)
+	}
+	if err != nil && !errors.Is(err, unix.EINVAL) { // EINVAL: not mounted any more
+		return fmt.Errorf("unmount %s: %w", path, err)
+	}
+	return nil
+}
+
+// removeEmptyDir removes path if it is an empty folder, and leaves
+// anything else (a file, a folder with files, nothing) as it is.
+func removeEmptyDir(path string) error {
+	err := unix.Rmdir(path)
+	switch {
+	case err == nil, errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTEMPTY),
+		errors.Is(err, unix.EEXIST), errors.Is(err, unix.ENOTDIR):
+		return nil
+	default:
+		return status.Errorf(codes.Internal, "remove target %s: %v", path, err)
+	}
+}
+
+// errnoOf keeps only the errno of a filesystem error: the path is named
+// by the message around it.
+func errnoOf(err error) error {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return err
+}
