@@ -15,7 +15,10 @@ import (
 // versions: enough for the next plugin process to serve and refresh it.
 // It stays in memory (the keeper's); the pod's tokens are needed to go on
 // reading with the pod's identity until kubelet republishes fresh ones.
-// Token is what a release before Identity wrote (one token, no account).
+// It is JSON, which the keeper never reads: as with the keeper's own
+// blobs (keeper/wire), fields are only added and the old ones still
+// written, so a plugin of the release before or after reads it. Token is
+// what a release before Identity reads (one token, no account).
 type kept struct {
 	VolumeID string
 	Key      string
@@ -32,11 +35,16 @@ func (d *Driver) meta(volumeID, key string, a *Attributes, id backend.Identity) 
 	if d.cfg.Keeper == nil {
 		return nil
 	}
-	b, _ := json.Marshal(kept{VolumeID: volumeID, Key: key, Attrs: *a, Identity: id})
+	k := kept{VolumeID: volumeID, Key: key, Attrs: *a, Identity: id}
+	if len(id.Tokens) > 0 {
+		k.Token = id.Tokens[0].Value // for a release before Identity
+	}
+	b, _ := json.Marshal(k)
 	return b
 }
 
-// Resume takes back every mount the keeper holds for this driver, before
+// Resume takes back every mount the keeper holds for this driver (records
+// of kind csi; the keeper keeps other kinds to itself), before
 // anything else looks at the targets (a held mount whose server is gone
 // blocks every request until it is served again). It returns how many
 // volumes it serves again; a volume that cannot be taken back is
@@ -63,6 +71,10 @@ func (d *Driver) Resume(ctx context.Context) (int, error) {
 }
 
 func (d *Driver) resume(ctx context.Context, e keeper.Entry) error {
+	if e.Err != nil {
+		syscall.Close(e.FD)
+		return e.Err
+	}
 	var k kept
 	if err := json.Unmarshal(e.Meta, &k); err != nil {
 		syscall.Close(e.FD)
