@@ -278,7 +278,7 @@ func parseItems(text string) ([]volume.Item, error) {
 				err = fmt.Errorf("unknown field (want key, path, mode)")
 			}
 			if err != nil {
-				return nil, fmt.Errorf("[%d].%s: %w", i, shortKey(f), err)
+				return nil, fmt.Errorf("[%d].%s: %w", i, fieldName(f), err)
 			}
 		}
 		if it.Key == "" {
@@ -357,6 +357,15 @@ func shortKey(k string) string {
 		return fmt.Sprintf("%q...", k[:maxNameInMessage])
 	}
 	return fmt.Sprintf("%q", k)
+}
+
+// fieldName is a field name for a path in a message: as it is if plain
+// and short, else quoted and cut (shortKey).
+func fieldName(f string) string {
+	if len(f) > 0 && len(f) <= maxNameInMessage && strings.Trim(f, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == "" {
+		return f
+	}
+	return shortKey(f)
 }
 
 // parseMode is volume.ParseMode with a message that does not repeat the

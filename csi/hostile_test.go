@@ -73,8 +73,12 @@ func (s snapshot) same(t *testing.T) {
 }
 
 // hostileReq is a valid publish of Secret default/s at target.
+// hostileReq publishes at any target: its volume id is a PV's (an
+// inline id is bound to kubelet's target shape, podtarget.go), its
+// namespace the pod's.
 func (p *plugin) hostileReq(name, target string) *csi.NodePublishVolumeRequest {
 	req, _ := p.inline(pod{ns: "default", name: name}, "v", map[string]string{"secretName": "s"}, nil)
+	req.VolumeId = "pv-" + name
 	req.TargetPath = target
 	return req
 }
@@ -286,7 +290,7 @@ func TestFailedPublishLeavesTarget(t *testing.T) {
 		{"folder with a file", func(t *testing.T, tg string) {
 			must(t, os.Mkdir(tg, 0o750))
 			must(t, os.WriteFile(filepath.Join(tg, "precious"), []byte("keep me"), 0o600))
-		}, codes.NotFound, nil},
+		}, codes.FailedPrecondition, nil}, // never mounted over: it would hide the file
 		{"file", func(t *testing.T, tg string) { must(t, os.WriteFile(tg, []byte("keep me"), 0o600)) }, codes.FailedPrecondition, nil},
 		{"symlink to a folder", func(t *testing.T, tg string) { must(t, os.Symlink(outside, tg)) }, codes.InvalidArgument, nil},
 		{"dangling symlink", func(t *testing.T, tg string) { must(t, os.Symlink(filepath.Join(outside, "none"), tg)) }, codes.InvalidArgument, nil},
@@ -305,6 +309,9 @@ func TestFailedPublishLeavesTarget(t *testing.T) {
 			keepOutside := snap(t, outside)
 			err := p.publish(p.hostileReq("f"+itoa(i+1), target))
 			wantCode(t, err, c.code)
+			if msg := status.Convert(err).Message(); c.code == codes.FailedPrecondition && !strings.Contains(msg, target) {
+				t.Errorf("message %q does not name the target", msg)
+			}
 			keepOutside.same(t)
 			if c.after != nil {
 				c.after(t, target, before)

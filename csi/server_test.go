@@ -164,7 +164,7 @@ func TestHugeVolumeContext(t *testing.T) {
 	// Under the limit, a long value is logged cut at 256 bytes.
 	long := strings.Repeat(mark, (10<<10)/len(mark))
 	ok, _ := p.inline(pod{ns: "default", name: "long"}, "v", map[string]string{"secretName": "s"}, nil)
-	ok.VolumeContext[podUIDKey] = long
+	ok.VolumeContext[podInfoPrefix+"note"] = long
 	p.mustPublish(ok)
 
 	logs := p.logs.String()
