@@ -81,8 +81,8 @@ import (
 
 // Environment of a re-executed reader.
 const (
-	envReader   = "SECRETFS_BENCH_READER"   // read | stat | watch
-	envFiles    = "SECRETFS_BENCH_FILES"    // paths, separated by "\n"
+	envReader   = "SECRETFS_BENCH_READER"   // read | stat | watch | lat
+	envFiles    = "SECRETFS_BENCH_FILES"    // paths, separated by "\n" (or @FILE holding them)
 	envDuration = "SECRETFS_BENCH_DURATION" // read/stat: how long to loop (Go duration)
 )
 
@@ -103,8 +103,19 @@ func TestMain(m *testing.M) {
 //	stat:  loop stat over the files; print "ops=N ns=T"
 //	watch: spin open+read+close on the one file; print "<first line> <CLOCK_MONOTONIC ns>"
 //	       each time the first line changes, until killed
+//	lat:   open+read+close each file once; print each latency in ns
 func reader(mode string) error {
-	files := strings.Split(os.Getenv(envFiles), "\n")
+	list := os.Getenv(envFiles)
+	if name, ok := strings.CutPrefix(list, "@"); ok {
+		// Long lists come in a file: one environment string is limited
+		// to 128 KiB.
+		raw, err := os.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		list = string(raw)
+	}
+	files := strings.Split(list, "\n")
 	buf := make([]byte, 4096)
 	readOnce := func(path string) (int, error) {
 		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -130,6 +141,8 @@ func reader(mode string) error {
 		op = func(p string) error { return unix.Stat(p, &st) }
 	case "watch":
 		return watch(files[0], readOnce, buf)
+	case "lat":
+		return latencies1(files, readOnce)
 	default:
 		return fmt.Errorf("unknown mode %q", mode)
 	}
@@ -161,6 +174,25 @@ func reader(mode string) error {
 	}
 	fmt.Printf("ops=%d ns=%d cpu=%d\n", ops, time.Since(start).Nanoseconds(), cpuTime()-cpu0)
 	return nil
+}
+
+// latencies1 is the lat mode: open+read+close of each file once, in
+// order, printing each one's latency in ns on its own line.
+func latencies1(files []string, readOnce func(string) (int, error)) error {
+	out := bufio.NewWriter(os.Stdout)
+	for _, f := range files {
+		start := time.Now()
+		n, err := readOnce(f)
+		d := time.Since(start)
+		if err == nil && n == 0 {
+			err = fmt.Errorf("%s: empty read", f)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, d.Nanoseconds())
+	}
+	return out.Flush()
 }
 
 // cpuTime is the user+system CPU time of this process in ns.

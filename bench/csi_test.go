@@ -22,7 +22,8 @@ package bench
 // BenchmarkCSI/publish-500: 500 goroutines publish 500 distinct targets at
 // once (one gRPC connection, as kubelet has), then all are unpublished,
 // again at once. p50/p99/max per call, wall-ms for the whole burst,
-// unpub-wall-ms for the unpublish burst.
+// unpub-wall-ms for the unpublish burst, threads: the plugin's OS threads
+// after the publish burst.
 //
 // BenchmarkCSI/rss: one plugin, idle, then with 1, 100 and 500 volumes
 // mounted (each volume's files read once, as a Pod starting would). After
@@ -152,6 +153,8 @@ func benchPublishBurst(b *testing.B, bin string, secret func(int) string) {
 		if n := p.mountsUnder(); n != csiBurst {
 			b.Errorf("%d mounts after the burst, want %d", n, csiBurst)
 		}
+		// The runtime keeps the threads it made: the most the burst needed.
+		b.ReportMetric(p.sample(b).threads, "threads")
 		unpub, uwall, err := p.all(reqs, p.unpublish)
 		if err != nil {
 			b.Fatal(err)

@@ -32,10 +32,15 @@ func (fs *FS) serverOptions() *fuse.MountOptions {
 		EnableSymlinkCaching: true,
 		MaxWrite:             MaxWrite,
 		MaxBackground:        16,
-		// One request in flight per mount: one reader goroutine, thread
-		// and buffer each, instead of up to GOMAXPROCS+1. Every handler
-		// answers from memory without blocking, so nothing waits long.
+		// One request in flight per mount: one reader goroutine per
+		// mount instead of up to GOMAXPROCS+1. Every handler answers
+		// from memory without blocking, so nothing waits long.
 		MaxInflightRequestBytes: 1,
+		// Wait for requests through the netpoller (patched go-fuse, see
+		// third_party/go-fuse/PATCH.md): an idle mount pins no thread,
+		// and the mount's descriptor, which the keeper shares, stays
+		// blocking for any release that reads it blocking.
+		PollReads: true,
 		// go-fuse reports the end of a session ("connection abort") through
 		// its own logger; ours gets it at debug level instead of stderr.
 		Logger: slog.NewLogLogger(fs.opts.Logger.Handler(), slog.LevelDebug),
@@ -49,6 +54,7 @@ func (fs *FS) serverOptions() *fuse.MountOptions {
 // hands the descriptor back over a socket. Only the mounting user may open
 // the files unless Options.AllowOther or FSGroup is set.
 func (fs *FS) Mount(dir string) error {
+	defer mountSlot()()
 	var fd int
 	var err error
 	if os.Geteuid() == 0 {
@@ -245,6 +251,7 @@ func (fs *FS) Unmount() error {
 	if dir == "" {
 		return nil
 	}
+	defer mountSlot()()
 	if os.Geteuid() != 0 {
 		return fusermountUnmount(dir)
 	}
