@@ -30,6 +30,11 @@ func (d *Driver) CleanupStale() (cleaned int, err error) {
 			d.log.Warn("left a secretfs mount the target rules refuse", "err", err)
 			continue
 		}
+		// umount(2) takes the topmost mount: clean only if that is the
+		// one listed here.
+		if top, err := p.Mount(); err != nil || top == nil || top.ID != mi.ID {
+			continue
+		}
 		if isDead(p.Name) {
 			dead = append(dead, p.Name)
 		}

@@ -3,6 +3,7 @@ package csi
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/moby/sys/mountinfo"
@@ -54,7 +55,30 @@ func (d *Driver) checkPath(field, path string) (targetpath.Path, error) {
 	return p, nil
 }
 
-func isOurs(mi *mountinfo.Info) bool { return mi.FSType == fsType && mi.Source == mountSource }
+// isOurs says mi is a mount the plugin made: our type and source, and the
+// root of the filesystem. kubelet's subPath bind mounts of a volume show
+// the same type and source but another root (the file or folder bound):
+// they are kubelet's to undo.
+func isOurs(mi *mountinfo.Info) bool {
+	return mi.FSType == fsType && mi.Source == mountSource && mi.Root == "/"
+}
+
+// ownMountID is the id of the topmost mount at target if that mount is
+// ours (isOurs), else 0. It reads the mount table: for a volume taken back
+// from the keeper, whose id publish did not note.
+func ownMountID(target string) uint64 {
+	var stx unix.Statx_t
+	if unix.Statx(unix.AT_FDCWD, target, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &stx) != nil || stx.Mask&unix.STATX_MNT_ID == 0 {
+		return 0
+	}
+	infos, err := mountinfo.GetMounts(func(mi *mountinfo.Info) (skip, stop bool) {
+		return uint64(mi.ID) != stx.Mnt_id, uint64(mi.ID) == stx.Mnt_id
+	})
+	if err != nil || len(infos) != 1 || !isOurs(infos[0]) {
+		return 0
+	}
+	return stx.Mnt_id
+}
 
 // isDead says the mount at path has lost its server.
 func isDead(path string) bool {
@@ -102,7 +126,28 @@ func prepareTarget(p targetpath.Path, log interface{ Info(string, ...any) }) (cr
 	if mi != nil {
 		return false, status.Errorf(codes.AlreadyExists, "target %s is already a mount point (%q) not made by this process", p.Name, mi.FSType)
 	}
+	// kubelet hands an empty folder or none: a mount over files would hide
+	// what someone else put there (another Pod's volumes, say).
+	if empty, err := isEmptyDir(p.Name); err != nil {
+		return false, status.Errorf(codes.Internal, "check target %s: %v", p.Name, errnoOf(err))
+	} else if !empty {
+		return false, status.Errorf(codes.FailedPrecondition, "target %s is a folder that is not empty: left as it is", p.Name)
+	}
 	return false, nil
+}
+
+// isEmptyDir reads at most one entry of the folder path.
+func isEmptyDir(path string) (bool, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if errors.Is(err, io.EOF) {
+		return true, nil
+	}
+	return len(names) == 0, err
 }
 
 // releaseTarget handles an unpublish of a target this process does not
