@@ -2,19 +2,25 @@ package csi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/moby/sys/mountinfo"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/secretfs/secretfs/fusefs"
+	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/sanity/mountns"
 )
 
@@ -528,5 +534,55 @@ func TestPublishOverNonEmptyFolderRefused(t *testing.T) {
 	wantRefused(t, err, codes.FailedPrecondition, pods, before)
 	if b, err := os.ReadFile(other); err != nil || string(b) != "keep me" {
 		t.Errorf("%s after the refused publish: %q, %v", other, b, err)
+	}
+}
+
+// TestResumeLeavesForeignRecords: a keeper record is trusted no more than
+// a request. A csi record whose target lies outside --mount-root (a
+// mount root changed, or a record some other process registered) is left
+// held and its target untouched: the restart never unmounts it.
+func TestResumeLeavesForeignRecords(t *testing.T) {
+	if !mountns.Enter(t) {
+		return
+	}
+	mountns.Require(t)
+	base := t.TempDir()
+	root := filepath.Join(base, "kubelet")
+	must(t, os.MkdirAll(root, 0o750))
+	outside := filepath.Join(base, "home", "user", "secrets")
+	mountTmpfs(t, outside)
+	must(t, os.WriteFile(filepath.Join(outside, "precious"), []byte("keep me"), 0o600))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sock := filepath.Join(base, "keeper.sock")
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go keeper.New(quiet).Serve(ctx, sock)
+	other, err := keeper.DialWait(sock, keeper.KindCSI, 5*time.Second)
+	must(t, err)
+	fd, err := syscall.Open("/dev/null", syscall.O_RDONLY, 0)
+	must(t, err)
+	meta, _ := json.Marshal(kept{VolumeID: "v"})
+	_, err = other.Register(outside, meta, fd)(fusefs.Snapshot{})
+	must(t, err)
+	syscall.Close(fd)
+
+	kc, err := keeper.DialWait(sock, keeper.KindCSI, 5*time.Second)
+	must(t, err)
+	d, err := New(Config{NodeID: "n", MountRoot: root, Keeper: kc, Logger: quiet})
+	must(t, err)
+	if n, err := d.Resume(ctx); err != nil || n != 0 {
+		t.Fatalf("Resume = %d, %v; want 0, nil", n, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(outside, "precious")); err != nil || string(b) != "keep me" {
+		t.Fatalf("Resume touched a mount outside --mount-root: %q %v", b, err)
+	}
+	entries, err := kc.List()
+	must(t, err)
+	for _, e := range entries {
+		syscall.Close(e.FD)
+	}
+	if len(entries) != 1 || entries[0].ID != outside {
+		t.Fatalf("the refused record should stay held; keeper lists %d records", len(entries))
 	}
 }

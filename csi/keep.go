@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"syscall"
 
 	"github.com/secretfs/secretfs/backend"
@@ -59,15 +60,39 @@ func (d *Driver) Resume(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, e := range entries {
+		// A record names its target; it is trusted no more than a
+		// request is: the path must pass the guard. Its parent is
+		// checked, not the path itself: a held mount that nobody serves
+		// yet would make an lstat of it wait forever.
+		if filepath.Clean(e.ID) != e.ID || filepath.Dir(e.ID) == e.ID {
+			d.log.Error("keeper record with a target the rules refuse: left held", "target", e.ID)
+			closeFD(e.FD)
+			continue
+		}
+		if _, err := d.guard.Check(filepath.Dir(e.ID)); err != nil {
+			d.log.Error("keeper record with a target the rules refuse: left held", "err", err)
+			closeFD(e.FD)
+			continue
+		}
 		if err := d.resume(ctx, e); err != nil {
-			d.log.Error("could not take a mount back; detaching it", "target", e.ID, "err", err)
-			syscall.Unmount(e.ID, syscall.MNT_DETACH)
+			// Never unmounted from here: forgetting the record closes
+			// the keeper's descriptor, ours is closed, so the kernel
+			// aborts the connection and CleanupStale (which runs next
+			// and follows the target rules) removes the dead mount;
+			// kubelet's next republish mounts the volume afresh.
+			d.log.Error("could not take a mount back; leaving it to the stale-mount cleaning", "target", e.ID, "err", err)
 			d.cfg.Keeper.Forget(e.ID)
 			continue
 		}
 		n++
 	}
 	return n, nil
+}
+
+func closeFD(fd int) {
+	if fd >= 0 {
+		syscall.Close(fd)
+	}
 }
 
 func (d *Driver) resume(ctx context.Context, e keeper.Entry) error {

@@ -7,7 +7,7 @@ import (
 )
 
 // CleanupStale removes the dead mounts of ours under the mount root that
-// an earlier process left (their server is gone: lstat says ENOTCONN),
+// an earlier process left (their server is gone: statfs says ENOTCONN, see isDead),
 // by the rules of target.go: our type and source, a path the guard
 // accepts, dead. Live ones are kept: another process (a keeper) serves
 // them. kubelet republishes the volumes (requiresRepublish) into fresh

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -80,11 +81,31 @@ func ownMountID(target string) uint64 {
 	return stx.Mnt_id
 }
 
-// isDead says the mount at path has lost its server.
+// isDead says the mount at path has lost its server. It asks with
+// statfs(2), which the kernel always sends to the server: lstat is
+// answered from the attribute cache even on a connection that is gone, so
+// a dead mount whose root attributes are cached looked alive (and kubelet's
+// republish over it was refused for minutes). A mount whose server is only
+// absent (a keeper holds it, nobody serves it yet) makes statfs wait, so
+// the probe gives up after deadProbeTimeout and calls it alive: only a
+// connection the kernel has aborted answers ENOTCONN at once. A probe that
+// gave up leaves its goroutine waiting until the mount is served or dies.
 func isDead(path string) bool {
-	_, err := os.Lstat(path)
-	return err != nil && mountutils.IsCorruptedMnt(err)
+	done := make(chan error, 1)
+	go func() {
+		var st unix.Statfs_t
+		done <- unix.Statfs(path, &st)
+	}()
+	select {
+	case err := <-done:
+		return err != nil && mountutils.IsCorruptedMnt(err)
+	case <-time.After(deadProbeTimeout):
+		return false
+	}
 }
+
+// deadProbeTimeout bounds isDead's wait on a mount nobody serves.
+const deadProbeTimeout = time.Second
 
 // prepareTarget makes the target ready for a mount and says whether it
 // created the folder (the only thing a failed publish may remove). kubelet
@@ -124,7 +145,16 @@ func prepareTarget(p targetpath.Path, log interface{ Info(string, ...any) }) (cr
 		return false, status.Errorf(codes.Internal, "check target %s: %v", p.Name, err)
 	}
 	if mi != nil {
-		return false, status.Errorf(codes.AlreadyExists, "target %s is already a mount point (%q) not made by this process", p.Name, mi.FSType)
+		if !isOurs(mi) || !isDead(p.Name) {
+			return false, status.Errorf(codes.AlreadyExists, "target %s is already a mount point (%q) not made by this process", p.Name, mi.FSType)
+		}
+		// Ours, of an earlier process, and its connection is gone
+		// (lstat still answered from the cache).
+		log.Info("cleaning a dead mount at the target", "target", p.Name)
+		if err := unmountOurs(p.Name); err != nil {
+			return false, status.Errorf(codes.Internal, "clean dead mount: %v", err)
+		}
+		return false, nil
 	}
 	// kubelet hands an empty folder or none: a mount over files would hide
 	// what someone else put there (another Pod's volumes, say).

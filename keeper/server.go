@@ -18,6 +18,7 @@ import (
 
 	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/keeper/wire"
+	"github.com/secretfs/secretfs/secmem"
 )
 
 // Defaults of the Keeper's limits.
@@ -58,9 +59,21 @@ type held struct {
 	notices  chan []fusefs.Notice // delivered in order by one goroutine
 }
 
+// stored is one version's blob. Blobs hold the secret bytes, so they live
+// in secmem blocks (mlock'ed where the limit allows, never in a core dump),
+// not on the Go heap; the frame they arrived in is zeroed at once.
 type stored struct {
-	gen  uint64
-	blob []byte
+	gen uint64
+	mem *secmem.Block
+}
+
+func store(gen uint64, blob []byte) (stored, error) {
+	mem, err := secmem.Share([][]byte{blob})
+	clear(blob)
+	if err != nil {
+		return stored{}, fmt.Errorf("hold version %d: %w", gen, err)
+	}
+	return stored{gen, mem}, nil
 }
 
 // deliver writes a mount's notices to the kernel. It may wait there until
@@ -80,8 +93,9 @@ func (h *held) forget() {
 	clear(h.meta)
 	clear(h.head)
 	for _, v := range h.versions {
-		clear(v.blob)
+		v.mem.Release()
 	}
+	h.versions = nil
 }
 
 // New makes an empty keeper.
@@ -208,8 +222,9 @@ func (h *held) discard() {
 	clear(h.meta)
 	clear(h.head)
 	for _, v := range h.versions {
-		clear(v.blob)
+		v.mem.Release()
 	}
+	h.versions = nil
 }
 
 // hello reads the client's Hello and answers it; false: refused.
@@ -315,7 +330,9 @@ func (k *Keeper) do(s *session, m *wire.Message, fd int) []frame {
 		k.commit(id, nh)
 	case wire.OpPut:
 		if p := s.pending[m.ID]; p != nil {
-			p.h.put(m)
+			if err := p.h.put(m); err != nil {
+				return failed(err)
+			}
 			if p.left--; p.left == 0 {
 				delete(s.pending, m.ID)
 				k.commit(id, p.h)
@@ -325,12 +342,14 @@ func (k *Keeper) do(s *session, m *wire.Message, fd int) []frame {
 		if h == nil {
 			return failed(fmt.Errorf("mount %s is not held", m.ID))
 		}
-		h.put(m)
+		if err := h.put(m); err != nil {
+			return failed(err)
+		}
 	case wire.OpDrop:
 		if h != nil {
 			h.versions = slices.DeleteFunc(h.versions, func(s stored) bool {
 				if s.gen == m.Gen {
-					clear(s.blob)
+					s.mem.Release()
 					return true
 				}
 				return false
@@ -371,18 +390,23 @@ func (k *Keeper) commit(id key, h *held) {
 }
 
 // put adds (or replaces) a version, and the head that came with it.
-func (h *held) put(m *wire.Message) {
+func (h *held) put(m *wire.Message) error {
+	v, err := store(m.Gen, m.Blob)
+	if err != nil {
+		return err
+	}
 	i := slices.IndexFunc(h.versions, func(s stored) bool { return s.gen == m.Gen })
 	if i >= 0 {
-		clear(h.versions[i].blob)
-		h.versions[i].blob = m.Blob
+		h.versions[i].mem.Release()
+		h.versions[i] = v
 	} else {
-		h.versions = append(h.versions, stored{m.Gen, m.Blob})
+		h.versions = append(h.versions, v)
 	}
 	if m.Head != nil {
 		clear(h.head)
 		h.head = m.Head
 	}
+	return nil
 }
 
 // list copies every record of kind, with a dup of its descriptor, so the
@@ -403,7 +427,7 @@ func (k *Keeper) list(kind string) []frame {
 		out = append(out, frame{m: &wire.Message{Op: wire.OpEntry, ID: id.id,
 			Meta: clone(h.meta), Head: clone(h.head)}, fd: dup})
 		for _, v := range h.versions {
-			out = append(out, frame{m: &wire.Message{Op: wire.OpVersion, Gen: v.gen, Blob: clone(v.blob)}, fd: -1})
+			out = append(out, frame{m: &wire.Message{Op: wire.OpVersion, Gen: v.gen, Blob: clone(v.mem.Bytes())}, fd: -1})
 		}
 	}
 	return append(out, frame{m: &wire.Message{Op: wire.OpEnd}, fd: -1})
