@@ -7,7 +7,7 @@ DEMO_DIR  ?= /tmp/secretfs-demo
 # ~11 minutes on 2 cores; go test's default 10 minute timeout is too short.
 TEST_TIMEOUT ?= 45m
 
-.PHONY: build test test-unit unit vet lint demo sanity e2e bench fuzz clean
+.PHONY: build test test-unit unit vet lint demo sanity e2e bench fuzz clean helm crds deploy helm-lint
 
 build:
 	$(GO) build -o $(BIN) ./cmd/secretfs
@@ -51,7 +51,7 @@ e2e:
 # corpora (testdata/fuzz/), so CI replays every input found so far.
 FUZZTIME ?= 60s
 FUZZ_TARGETS ?= ./manifest:FuzzYAMLToJSON ./secret:FuzzParseManifests \
-	./csi:FuzzParseAttributes ./volume:FuzzItems
+	./csi:FuzzParseAttributes ./keeper/wire:FuzzRead ./keeper/wire:FuzzBlobs ./volume:FuzzItems
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
@@ -65,6 +65,26 @@ bench: build
 # Mounts mysecret from the example manifests, lists it and reads username.
 demo: build
 	./scripts/demo.sh $(BIN) $(DEMO_DIR)
+
+# The Helm chart (deploy/chart/secretfs) is the one source of deploy/*.yaml.
+# helm v3.22.0 is built once from the Go module proxy into /var/cache/secretfs.
+helm:
+	bash deploy/build-helm.sh >/dev/null
+
+# Copies the SecretProviderClass CRD from sigs.k8s.io/secrets-store-csi-driver
+# (module cache) into the chart.
+crds:
+	bash deploy/chart.sh crds
+
+# Renders deploy/*.yaml from the chart with default values (CI checks that
+# they are up to date: deploy/deploy_test.go).
+deploy: crds
+	bash deploy/chart.sh manifests
+
+# helm lint --strict and helm template, default values and ci/*-values.yaml
+# (also run by `make test`, in deploy/deploy_test.go).
+helm-lint:
+	bash deploy/chart.sh lint
 
 clean:
 	rm -rf bin

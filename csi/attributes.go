@@ -125,7 +125,7 @@ func ParseAttributes(vc map[string]string, ours bool, mountGroup string) (*Attri
 func parseAttributes(vc map[string]string, origin volumeOrigin, mountGroup string) (*Attributes, error) {
 	for k := range vc {
 		if !slices.Contains(knownAttrs, k) && !strings.HasPrefix(k, podInfoPrefix) {
-			return nil, fmt.Errorf("volume attribute %q is unknown (known: %s, and keys under %s)", k, strings.Join(knownAttrs, ", "), podInfoPrefix)
+			return nil, fmt.Errorf("volume attribute %s is unknown (known: %s, and keys under %s)", shortKey(k), strings.Join(knownAttrs, ", "), podInfoPrefix)
 		}
 	}
 	if _, ok := vc[attrSecretProviderClass]; ok {
@@ -151,7 +151,7 @@ func parseAttributes(vc map[string]string, origin volumeOrigin, mountGroup strin
 		s.Items = items
 	}
 	if v, ok := vc[attrDefaultMode]; ok {
-		m, err := volume.ParseMode(v)
+		m, err := parseMode(v)
 		if err != nil {
 			return nil, fmt.Errorf("volume attribute %s: %w", attrDefaultMode, err)
 		}
@@ -165,17 +165,18 @@ func parseAttributes(vc map[string]string, origin volumeOrigin, mountGroup strin
 			s.Optional = true
 		case "false":
 		default:
-			return nil, fmt.Errorf("volume attribute %s: %q is neither \"true\" nor \"false\"", attrOptional, v)
+			return nil, fmt.Errorf("volume attribute %s: neither \"true\" nor \"false\"", attrOptional)
 		}
 	}
 	var err error
 	if a.Strategy, err = cache.ParseStrategy(vc[attrChangeDetection]); err != nil {
-		return nil, fmt.Errorf("volume attribute %s: %w", attrChangeDetection, err)
+		// cache's message quotes the value.
+		return nil, fmt.Errorf("volume attribute %s: unknown change detection strategy (want Watch, Cache or Get)", attrChangeDetection)
 	}
 	if v, ok := vc[attrTTL]; ok {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("volume attribute %s: %q is not a positive duration such as 1m", attrTTL, v)
+			return nil, fmt.Errorf("volume attribute %s: not a positive duration such as 1m", attrTTL)
 		}
 		a.TTL = d
 	}
@@ -208,7 +209,7 @@ func parseMountGroup(mountGroup string) (*int64, error) {
 	}
 	g, err := strconv.ParseInt(mountGroup, 10, 64)
 	if err != nil || g < 0 || g > 1<<32-2 {
-		return nil, fmt.Errorf("volume_mount_group %q: not a group ID", mountGroup)
+		return nil, errors.New("volume_mount_group: not a group ID")
 	}
 	return &g, nil
 }
@@ -221,7 +222,7 @@ func (a *Attributes) namespace(vc map[string]string, origin volumeOrigin) error 
 	switch eph {
 	case "", "true", "false":
 	default:
-		return fmt.Errorf("volume attribute %s: %q is neither \"true\" nor \"false\"", ephemeralKey, eph)
+		return fmt.Errorf("volume attribute %s: neither \"true\" nor \"false\"", ephemeralKey)
 	}
 	switch origin {
 	case originInline:
@@ -246,7 +247,7 @@ func (a *Attributes) namespace(vc map[string]string, origin volumeOrigin) error 
 	case podNS == "":
 		return fmt.Errorf("volume attribute %s is missing: the CSIDriver needs podInfoOnMount: true for inline volumes", podNamespaceKey)
 	case secretNS != "" && secretNS != podNS:
-		return fmt.Errorf("volume attribute %s %q: an inline volume may only read its pod's namespace %q", attrSecretNamespace, secretNS, podNS)
+		return fmt.Errorf("volume attribute %s: an inline volume may only read its pod's namespace %s", attrSecretNamespace, shortKey(podNS))
 	default:
 		a.Spec.Namespace = podNS
 	}
@@ -277,7 +278,7 @@ func parseItems(text string) ([]volume.Item, error) {
 				err = fmt.Errorf("unknown field (want key, path, mode)")
 			}
 			if err != nil {
-				return nil, fmt.Errorf("[%d].%s: %w", i, f, err)
+				return nil, fmt.Errorf("[%d].%s: %w", i, fieldName(f), err)
 			}
 		}
 		if it.Key == "" {
@@ -297,7 +298,7 @@ func parseItemMode(v json.RawMessage) (*int32, error) {
 	}
 	var s string
 	if json.Unmarshal(v, &s) == nil {
-		m, err := volume.ParseMode(s)
+		m, err := parseMode(s)
 		return &m, err
 	}
 	n, err := strconv.ParseInt(string(v), 10, 32)
@@ -342,4 +343,37 @@ func decodeString(v json.RawMessage, s *string) error {
 		return errors.New("must be a string")
 	}
 	return nil
+}
+
+// maxNameInMessage is as long as a name in an error may be, as package
+// manifest cuts keys: names are not secret, but the caller chooses their
+// length, and a status or log line must stay short.
+const maxNameInMessage = 64
+
+// shortKey quotes a name (an attribute key, a field, a namespace) for a
+// message, cut at maxNameInMessage bytes.
+func shortKey(k string) string {
+	if len(k) > maxNameInMessage {
+		return fmt.Sprintf("%q...", k[:maxNameInMessage])
+	}
+	return fmt.Sprintf("%q", k)
+}
+
+// fieldName is a field name for a path in a message: as it is if plain
+// and short, else quoted and cut (shortKey).
+func fieldName(f string) string {
+	if len(f) > 0 && len(f) <= maxNameInMessage && strings.Trim(f, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == "" {
+		return f
+	}
+	return shortKey(f)
+}
+
+// parseMode is volume.ParseMode with a message that does not repeat the
+// value.
+func parseMode(v string) (int32, error) {
+	m, err := volume.ParseMode(v)
+	if err != nil {
+		return 0, fmt.Errorf("not an octal mode within 0-0777 such as 0400")
+	}
+	return m, nil
 }

@@ -236,3 +236,60 @@ func TestInlineIDIsEphemeral(t *testing.T) {
 		t.Errorf("our id: %+v %v", a, err)
 	}
 }
+
+// A status names the attribute that is wrong, never its value, and a key
+// (the caller chooses its length) is cut at maxNameInMessage bytes.
+func TestAttributeErrorsNameNotValue(t *testing.T) {
+	const mark = "VALUE-MARK-"
+	big := strings.Repeat(mark, (200<<10)/len(mark))
+	inline := "csi-" + strings.Repeat("ab", 32)
+	pod := map[string]string{podNamespaceKey: "default", ephemeralKey: "true"}
+	// with is the pod's keys and kv; sec the same for a Secret volume.
+	with := func(kv ...string) map[string]string {
+		vc := map[string]string{}
+		for k, v := range pod {
+			vc[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			vc[kv[i]] = kv[i+1]
+		}
+		return vc
+	}
+	sec := func(kv ...string) map[string]string { return with(append([]string{attrSecretName, "s"}, kv...)...) }
+	cases := []struct {
+		name, id, group string
+		vc              map[string]string
+		attr            string // named in the message
+	}{
+		{"unknown key", inline, "", sec(big, "x"), `"` + mark},
+		{"optional", inline, "", sec(attrOptional, big), attrOptional},
+		{"ttl", inline, "", sec(attrTTL, big), attrTTL},
+		{"defaultMode", inline, "", sec(attrDefaultMode, big), attrDefaultMode},
+		{"changeDetection", inline, "", sec(attrChangeDetection, big), attrChangeDetection},
+		{"ephemeral", inline, "", sec(ephemeralKey, big), ephemeralKey},
+		{"secretNamespace", inline, "", sec(attrSecretNamespace, big), attrSecretNamespace},
+		{"pod namespace in the message", inline, "", sec(attrSecretNamespace, "other", podNamespaceKey, big), attrSecretNamespace},
+		{"items field", inline, "", sec(attrItems, `[{"key":"k","path":"p","`+big+`":1}]`), attrItems},
+		{"volume_mount_group", "pv-1", big, sec(), "volume_mount_group"},
+		{"provider unknown key", inline, "", with(attrSecretProviderClass, "spc", big, "x"), `"` + mark},
+		{"provider class", inline, "", with(attrSecretProviderClass, big), attrSecretProviderClass},
+		{"provider ttl", inline, "", with(attrSecretProviderClass, "spc", attrTTL, big), attrTTL},
+		{"provider changeDetection", inline, "", with(attrSecretProviderClass, "spc", attrChangeDetection, big), attrChangeDetection},
+		{"provider defaultMode", inline, "", with(attrSecretProviderClass, "spc", attrDefaultMode, big), attrDefaultMode},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseVolumeAttributes(c.id, c.vc, c.group)
+			if err == nil {
+				t.Fatalf("accepted")
+			}
+			msg := invalidArg(err).Error()
+			if !strings.Contains(msg, c.attr) {
+				t.Errorf("message %q does not name %s", msg, c.attr)
+			}
+			if strings.Count(msg, mark) > maxNameInMessage/len(mark)+1 || len(msg) > 1024 {
+				t.Errorf("message of %d bytes repeats the value: %.300s", len(msg), msg)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"syscall"
 
 	"github.com/secretfs/secretfs/backend"
@@ -15,7 +16,10 @@ import (
 // versions: enough for the next plugin process to serve and refresh it.
 // It stays in memory (the keeper's); the pod's tokens are needed to go on
 // reading with the pod's identity until kubelet republishes fresh ones.
-// Token is what a release before Identity wrote (one token, no account).
+// It is JSON, which the keeper never reads: as with the keeper's own
+// blobs (keeper/wire), fields are only added and the old ones still
+// written, so a plugin of the release before or after reads it. Token is
+// what a release before Identity reads (one token, no account).
 type kept struct {
 	VolumeID string
 	Key      string
@@ -32,11 +36,16 @@ func (d *Driver) meta(volumeID, key string, a *Attributes, id backend.Identity) 
 	if d.cfg.Keeper == nil {
 		return nil
 	}
-	b, _ := json.Marshal(kept{VolumeID: volumeID, Key: key, Attrs: *a, Identity: id})
+	k := kept{VolumeID: volumeID, Key: key, Attrs: *a, Identity: id}
+	if len(id.Tokens) > 0 {
+		k.Token = id.Tokens[0].Value // for a release before Identity
+	}
+	b, _ := json.Marshal(k)
 	return b
 }
 
-// Resume takes back every mount the keeper holds for this driver, before
+// Resume takes back every mount the keeper holds for this driver (records
+// of kind csi; the keeper keeps other kinds to itself), before
 // anything else looks at the targets (a held mount whose server is gone
 // blocks every request until it is served again). It returns how many
 // volumes it serves again; a volume that cannot be taken back is
@@ -51,9 +60,27 @@ func (d *Driver) Resume(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, e := range entries {
+		// A record names its target; it is trusted no more than a
+		// request is: the path must pass the guard. Its parent is
+		// checked, not the path itself: a held mount that nobody serves
+		// yet would make an lstat of it wait forever.
+		if filepath.Clean(e.ID) != e.ID || filepath.Dir(e.ID) == e.ID {
+			d.log.Error("keeper record with a target the rules refuse: left held", "target", e.ID)
+			closeFD(e.FD)
+			continue
+		}
+		if _, err := d.guard.Check(filepath.Dir(e.ID)); err != nil {
+			d.log.Error("keeper record with a target the rules refuse: left held", "err", err)
+			closeFD(e.FD)
+			continue
+		}
 		if err := d.resume(ctx, e); err != nil {
-			d.log.Error("could not take a mount back; detaching it", "target", e.ID, "err", err)
-			syscall.Unmount(e.ID, syscall.MNT_DETACH)
+			// Never unmounted from here: forgetting the record closes
+			// the keeper's descriptor, ours is closed, so the kernel
+			// aborts the connection and CleanupStale (which runs next
+			// and follows the target rules) removes the dead mount;
+			// kubelet's next republish mounts the volume afresh.
+			d.log.Error("could not take a mount back; leaving it to the stale-mount cleaning", "target", e.ID, "err", err)
 			d.cfg.Keeper.Forget(e.ID)
 			continue
 		}
@@ -62,7 +89,17 @@ func (d *Driver) Resume(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+func closeFD(fd int) {
+	if fd >= 0 {
+		syscall.Close(fd)
+	}
+}
+
 func (d *Driver) resume(ctx context.Context, e keeper.Entry) error {
+	if e.Err != nil {
+		syscall.Close(e.FD)
+		return e.Err
+	}
 	var k kept
 	if err := json.Unmarshal(e.Meta, &k); err != nil {
 		syscall.Close(e.FD)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/secretfs/secretfs/sanity/mountns"
@@ -190,6 +191,34 @@ func TestNamespaces(t *testing.T) {
 	blindTrick, _ := p.inline(pod{ns: "red", name: "blind-trick", noPodInfo: true}, "db", map[string]string{"secretName": "db", "secretNamespace": "kube-system"}, nil)
 	blindTrick.VolumeContext[ephemeralKey] = "false"
 	wantCode(t, p.publish(blindTrick), codes.InvalidArgument)
+	// Without podInfoOnMount kubelet passes the author's own pod.* keys:
+	// a forged namespace is refused, for the pod.uid that would vouch
+	// for it is not the one in kubelet's target (assigned after the spec
+	// was written), and absent is no better.
+	for _, uid := range []string{"", "guessed-uid"} {
+		forgedNS, tf := p.inline(pod{ns: "red", name: "forged-ns", noPodInfo: true}, "db", map[string]string{"secretName": "db",
+			podNamespaceKey: "blue", podNameKey: "forged-ns", ephemeralKey: "true"}, nil)
+		if uid != "" {
+			forgedNS.VolumeContext[podUIDKey] = uid
+		}
+		err := p.publish(forgedNS)
+		wantCode(t, err, codes.InvalidArgument)
+		if msg := status.Convert(err).Message(); !strings.Contains(msg, "does not match the target") || !strings.Contains(msg, "podInfoOnMount") || strings.Contains(msg, "blue") {
+			t.Errorf("forged pod namespace: message %q: want the mismatch and podInfoOnMount named, never the value", msg)
+		}
+		wantAbsent(t, tf)
+	}
+	// An inline id anywhere but at kubelet's target shape is refused:
+	// nothing vouches for its pod info there.
+	elsewhere, _ := p.inline(pod{ns: "red", name: "elsewhere"}, "db", map[string]string{"secretName": "db"}, nil)
+	elsewhere.TargetPath = filepath.Join(p.dir, "pods", "red-elsewhere-uid", "mount")
+	must(t, os.MkdirAll(filepath.Dir(elsewhere.TargetPath), 0o750))
+	err := p.publish(elsewhere)
+	wantCode(t, err, codes.InvalidArgument)
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, "kubernetes.io~csi") {
+		t.Errorf("inline volume at an odd target: message %q: want kubelet's target shape named", msg)
+	}
+	wantAbsent(t, elsewhere.TargetPath)
 	// A persistent volume (PV written by an admin, its id the PV's
 	// volumeHandle) may name the namespace.
 	pv, tpv := p.inline(pod{ns: "red", name: "pv-user"}, "pv", map[string]string{"secretName": "db", "secretNamespace": "blue"}, nil)
@@ -261,7 +290,7 @@ func TestPublishErrors(t *testing.T) {
 		b.VolumeId = "csi-other"
 		wantCode(t, p.publish(b), codes.AlreadyExists)
 		c := proto.Clone(a).(*csi.NodePublishVolumeRequest)
-		c.VolumeContext = map[string]string{"secretName": "s", "defaultMode": "0400", podNamespaceKey: "default", ephemeralKey: "true"}
+		c.VolumeContext = map[string]string{"secretName": "s", "defaultMode": "0400", podNamespaceKey: "default", podUIDKey: a.VolumeContext[podUIDKey], ephemeralKey: "true"}
 		wantCode(t, p.publish(c), codes.AlreadyExists)
 	})
 	t.Run("same volume again mounts once", func(t *testing.T) {

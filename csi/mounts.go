@@ -79,7 +79,15 @@ func (m *mounts) get(target string) *mount {
 	return m.byTarget[target]
 }
 
+// put records mt at target. A mount taken back from the keeper comes
+// without the id publish notes: it is noted here, if the topmost mount at
+// target is ours, so that unpublish (onTop) can tell it from a secretfs
+// mount stacked over it later. The volume is served by now, so the statx
+// does not wait.
 func (m *mounts) put(target string, mt *mount) {
+	if mt.mntID == 0 {
+		mt.mntID = ownMountID(target)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.byTarget[target] = mt

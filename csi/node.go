@@ -41,6 +41,9 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if err != nil {
 		return nil, invalidArg(err)
 	}
+	if err := checkPodTarget(d.guard, req.GetVolumeId(), target, a); err != nil {
+		return nil, invalidArg(err)
+	}
 	r := publishRequest{volumeID: req.GetVolumeId(), target: target.Name, path: target, attrs: a}
 	if a.Provider != nil {
 		// The provider gets volume_context and secrets (tokens
@@ -121,7 +124,7 @@ func (d *Driver) NodeGetVolumeStats(_ context.Context, req *csi.NodeGetVolumeSta
 	path := p.Name
 	mt := d.mounts.get(path)
 	if mt == nil || mt.volumeID != req.GetVolumeId() {
-		return nil, status.Errorf(codes.NotFound, "volume %q is not published at %s", req.GetVolumeId(), path)
+		return nil, status.Errorf(codes.NotFound, "volume %s is not published at %s", shortKey(req.GetVolumeId()), path)
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(path, &st); err != nil {
@@ -178,7 +181,7 @@ func podIdentity(raw, namespace, serviceAccount string) (backend.Identity, error
 		if t.Expiration != "" {
 			exp, err := time.Parse(time.RFC3339, t.Expiration)
 			if err != nil {
-				return backend.Identity{}, fmt.Errorf("volume attribute %s: expirationTimestamp of audience %q is not RFC 3339", tokensKey, aud)
+				return backend.Identity{}, fmt.Errorf("volume attribute %s: expirationTimestamp of audience %s is not RFC 3339", tokensKey, shortKey(aud))
 			}
 			tok.Expiry = exp
 		}

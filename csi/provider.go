@@ -46,12 +46,12 @@ func parseProviderAttributes(vc map[string]string, mountGroup string) (*Attribut
 		case slices.Contains(knownAttrs, k):
 			return nil, fmt.Errorf("volume attribute %s: does not apply with %s (allowed: %s)", k, attrSecretProviderClass, strings.Join(providerAttrs, ", "))
 		default:
-			return nil, fmt.Errorf("volume attribute %q is unknown (known with %s: %s, and keys under %s)", k, attrSecretProviderClass, strings.Join(providerAttrs, ", "), podInfoPrefix)
+			return nil, fmt.Errorf("volume attribute %s is unknown (known with %s: %s, and keys under %s)", shortKey(k), attrSecretProviderClass, strings.Join(providerAttrs, ", "), podInfoPrefix)
 		}
 	}
 	class := vc[attrSecretProviderClass]
 	if errs := validation.IsDNS1123Subdomain(class); len(errs) > 0 {
-		return nil, fmt.Errorf("volume attribute %s %q: not a valid object name: %s", attrSecretProviderClass, class, errs[0])
+		return nil, fmt.Errorf("volume attribute %s: not a valid object name: %s", attrSecretProviderClass, errs[0])
 	}
 	a := &Attributes{Pod: PodInfo{
 		Name: vc[podNameKey], Namespace: vc[podNamespaceKey], UID: vc[podUIDKey],
@@ -62,7 +62,7 @@ func parseProviderAttributes(vc map[string]string, mountGroup string) (*Attribut
 	}
 	p := &ProviderAttrs{Class: class, DefaultMode: volume.DefaultMode}
 	if v, ok := vc[attrDefaultMode]; ok {
-		m, err := volume.ParseMode(v)
+		m, err := parseMode(v)
 		if err != nil {
 			return nil, fmt.Errorf("volume attribute %s: %w", attrDefaultMode, err)
 		}
@@ -76,12 +76,12 @@ func parseProviderAttributes(vc map[string]string, mountGroup string) (*Attribut
 	case strings.EqualFold(v, string(cache.StrategyWatch)):
 		return nil, fmt.Errorf("volume attribute %s: Watch is not possible with %s (a provider cannot be watched); use Cache or Get", attrChangeDetection, attrSecretProviderClass)
 	default:
-		return nil, fmt.Errorf("volume attribute %s: unknown change detection strategy %q (want Cache or Get)", attrChangeDetection, v)
+		return nil, fmt.Errorf("volume attribute %s: unknown change detection strategy (want Cache or Get)", attrChangeDetection)
 	}
 	if v, ok := vc[attrTTL]; ok {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("volume attribute %s: %q is not a positive duration such as 2m", attrTTL, v)
+			return nil, fmt.Errorf("volume attribute %s: not a positive duration such as 2m", attrTTL)
 		}
 		a.TTL = d
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -194,9 +195,16 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 
 // maxLoggedValue bounds each string (and map key) the request log
 // shows, maxLoggedError the message of a failed call.
+// maxLoggedMap the entries of one map shown (keys and cut values; the
+// rest are counted), maxLoggedRequest the whole request: no caller can
+// make one log line large, however many keys, parameters or list
+// entries it sends (CreateVolume parameters have no size limit but
+// gRPC's).
 const (
-	maxLoggedValue = 256
-	maxLoggedError = 1024
+	maxLoggedValue   = 256
+	maxLoggedError   = 1024
+	maxLoggedMap     = 4 << 10
+	maxLoggedRequest = 16 << 10
 )
 
 // sanitize renders a request for the log: protosanitizer drops the fields
@@ -217,7 +225,11 @@ func sanitize(req any) string {
 		}
 	}
 	shorten(m.ProtoReflect())
-	return protosanitizer.StripSecrets(m).String()
+	out := protosanitizer.StripSecrets(m).String()
+	if len(out) > maxLoggedRequest {
+		out = cut(out, maxLoggedRequest)
+	}
+	return out
 }
 
 // shorten cuts every string and bytes field of m, in maps and lists and
@@ -258,8 +270,19 @@ func shortenMap(mp protoreflect.Map, vd protoreflect.FieldDescriptor) {
 		entries = append(entries, entry{k, v})
 		return true
 	})
+	// In key order, so that which entries are shown does not depend on
+	// the map's.
+	sort.Slice(entries, func(i, j int) bool { return entries[i].k.String() < entries[j].k.String() })
+	shown, hidden, hiddenBytes := 0, 0, 0
 	for _, e := range entries {
 		v := e.v
+		if shown > maxLoggedMap && vd.Kind() == protoreflect.StringKind {
+			hidden++
+			hiddenBytes += len(e.k.String()) + len(v.String())
+			mp.Clear(e.k)
+			continue
+		}
+		shown += min(len(e.k.String()), maxLoggedValue) + min(len(v.String()), maxLoggedValue)
 		if ks, ok := e.k.Interface().(string); ok {
 			if ks == tokensKey && vd.Kind() == protoreflect.StringKind {
 				v = protoreflect.ValueOfString("***stripped***")
@@ -273,6 +296,9 @@ func shortenMap(mp protoreflect.Map, vd protoreflect.FieldDescriptor) {
 			v = nv
 		}
 		mp.Set(e.k, v)
+	}
+	if hidden > 0 && vd.Kind() == protoreflect.StringKind {
+		mp.Set(protoreflect.ValueOfString("(not shown)").MapKey(), protoreflect.ValueOfString(fmt.Sprintf("%d more keys, %d bytes", hidden, hiddenBytes)))
 	}
 }
 

@@ -164,7 +164,7 @@ func TestHugeVolumeContext(t *testing.T) {
 	// Under the limit, a long value is logged cut at 256 bytes.
 	long := strings.Repeat(mark, (10<<10)/len(mark))
 	ok, _ := p.inline(pod{ns: "default", name: "long"}, "v", map[string]string{"secretName": "s"}, nil)
-	ok.VolumeContext[podUIDKey] = long
+	ok.VolumeContext[podInfoPrefix+"note"] = long
 	p.mustPublish(ok)
 
 	logs := p.logs.String()
@@ -178,5 +178,35 @@ func TestHugeVolumeContext(t *testing.T) {
 		if len(line) > 16<<10 {
 			t.Errorf("a log line of %d bytes: %.300s…", len(line), line)
 		}
+	}
+}
+
+// One request makes one log line of bounded size, however many keys or
+// parameters it sends, and no secret or token reaches it.
+func TestRequestLogBounded(t *testing.T) {
+	vc := map[string]string{tokensKey: `{"":{"token":"SECRET-TOKEN-XYZ","expirationTimestamp":"x"}}`, "secretName": "s"}
+	for i := 0; i < 3000; i++ { // some 240 KiB: under the volume_context limit
+		vc["k"+itoa(i)+strings.Repeat("x", 70)] = "v"
+	}
+	req := &csi.NodePublishVolumeRequest{VolumeId: "v", TargetPath: "/x", VolumeContext: vc,
+		Secrets: map[string]string{"password": "SECRET-PW", tokensKey: "SECRET-TOKEN-2"}}
+	out := sanitize(req)
+	if strings.Contains(out, "SECRET") {
+		t.Errorf("a secret or token in the request log")
+	}
+	if len(out) > maxLoggedRequest+64 || !strings.Contains(out, "more keys") {
+		t.Errorf("volume_context of %d bytes logged in %d bytes, want at most %d and the rest counted", contextSize(vc), len(out), maxLoggedRequest)
+	}
+	cr := &csi.CreateVolumeRequest{Name: "n", Parameters: map[string]string{}}
+	for i := 0; i < 30000; i++ {
+		cr.Parameters["p"+itoa(i)+strings.Repeat("x", 100)] = strings.Repeat("y", 100)
+	}
+	if out := sanitize(cr); len(out) > maxLoggedRequest+64 || !strings.Contains(out, "more keys") {
+		t.Errorf("CreateVolume parameters logged in %d bytes, want at most %d and the rest counted", len(out), maxLoggedRequest)
+	}
+	// A small request is shown whole.
+	small := &csi.CreateVolumeRequest{Name: "n", Parameters: map[string]string{"a": "b"}}
+	if out := sanitize(small); strings.Contains(out, "not shown") || !strings.Contains(out, `"a"`) {
+		t.Errorf("small request logged as %s", out)
 	}
 }

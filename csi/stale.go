@@ -7,7 +7,7 @@ import (
 )
 
 // CleanupStale removes the dead mounts of ours under the mount root that
-// an earlier process left (their server is gone: lstat says ENOTCONN),
+// an earlier process left (their server is gone: statfs says ENOTCONN, see isDead),
 // by the rules of target.go: our type and source, a path the guard
 // accepts, dead. Live ones are kept: another process (a keeper) serves
 // them. kubelet republishes the volumes (requiresRepublish) into fresh
@@ -28,6 +28,11 @@ func (d *Driver) CleanupStale() (cleaned int, err error) {
 			// Nested in another secretfs mount, or a link on the
 			// way: not a path we may touch.
 			d.log.Warn("left a secretfs mount the target rules refuse", "err", err)
+			continue
+		}
+		// umount(2) takes the topmost mount: clean only if that is the
+		// one listed here.
+		if top, err := p.Mount(); err != nil || top == nil || top.ID != mi.ID {
 			continue
 		}
 		if isDead(p.Name) {

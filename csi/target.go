@@ -3,7 +3,9 @@ package csi
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -54,13 +56,56 @@ func (d *Driver) checkPath(field, path string) (targetpath.Path, error) {
 	return p, nil
 }
 
-func isOurs(mi *mountinfo.Info) bool { return mi.FSType == fsType && mi.Source == mountSource }
-
-// isDead says the mount at path has lost its server.
-func isDead(path string) bool {
-	_, err := os.Lstat(path)
-	return err != nil && mountutils.IsCorruptedMnt(err)
+// isOurs says mi is a mount the plugin made: our type and source, and the
+// root of the filesystem. kubelet's subPath bind mounts of a volume show
+// the same type and source but another root (the file or folder bound):
+// they are kubelet's to undo.
+func isOurs(mi *mountinfo.Info) bool {
+	return mi.FSType == fsType && mi.Source == mountSource && mi.Root == "/"
 }
+
+// ownMountID is the id of the topmost mount at target if that mount is
+// ours (isOurs), else 0. It reads the mount table: for a volume taken back
+// from the keeper, whose id publish did not note.
+func ownMountID(target string) uint64 {
+	var stx unix.Statx_t
+	if unix.Statx(unix.AT_FDCWD, target, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &stx) != nil || stx.Mask&unix.STATX_MNT_ID == 0 {
+		return 0
+	}
+	infos, err := mountinfo.GetMounts(func(mi *mountinfo.Info) (skip, stop bool) {
+		return uint64(mi.ID) != stx.Mnt_id, uint64(mi.ID) == stx.Mnt_id
+	})
+	if err != nil || len(infos) != 1 || !isOurs(infos[0]) {
+		return 0
+	}
+	return stx.Mnt_id
+}
+
+// isDead says the mount at path has lost its server. It asks with
+// statfs(2), which the kernel always sends to the server: lstat is
+// answered from the attribute cache even on a connection that is gone, so
+// a dead mount whose root attributes are cached looked alive (and kubelet's
+// republish over it was refused for minutes). A mount whose server is only
+// absent (a keeper holds it, nobody serves it yet) makes statfs wait, so
+// the probe gives up after deadProbeTimeout and calls it alive: only a
+// connection the kernel has aborted answers ENOTCONN at once. A probe that
+// gave up leaves its goroutine waiting until the mount is served or dies.
+func isDead(path string) bool {
+	done := make(chan error, 1)
+	go func() {
+		var st unix.Statfs_t
+		done <- unix.Statfs(path, &st)
+	}()
+	select {
+	case err := <-done:
+		return err != nil && mountutils.IsCorruptedMnt(err)
+	case <-time.After(deadProbeTimeout):
+		return false
+	}
+}
+
+// deadProbeTimeout bounds isDead's wait on a mount nobody serves.
+const deadProbeTimeout = time.Second
 
 // prepareTarget makes the target ready for a mount and says whether it
 // created the folder (the only thing a failed publish may remove). kubelet
@@ -100,9 +145,39 @@ func prepareTarget(p targetpath.Path, log interface{ Info(string, ...any) }) (cr
 		return false, status.Errorf(codes.Internal, "check target %s: %v", p.Name, err)
 	}
 	if mi != nil {
-		return false, status.Errorf(codes.AlreadyExists, "target %s is already a mount point (%q) not made by this process", p.Name, mi.FSType)
+		if !isOurs(mi) || !isDead(p.Name) {
+			return false, status.Errorf(codes.AlreadyExists, "target %s is already a mount point (%q) not made by this process", p.Name, mi.FSType)
+		}
+		// Ours, of an earlier process, and its connection is gone
+		// (lstat still answered from the cache).
+		log.Info("cleaning a dead mount at the target", "target", p.Name)
+		if err := unmountOurs(p.Name); err != nil {
+			return false, status.Errorf(codes.Internal, "clean dead mount: %v", err)
+		}
+		return false, nil
+	}
+	// kubelet hands an empty folder or none: a mount over files would hide
+	// what someone else put there (another Pod's volumes, say).
+	if empty, err := isEmptyDir(p.Name); err != nil {
+		return false, status.Errorf(codes.Internal, "check target %s: %v", p.Name, errnoOf(err))
+	} else if !empty {
+		return false, status.Errorf(codes.FailedPrecondition, "target %s is a folder that is not empty: left as it is", p.Name)
 	}
 	return false, nil
+}
+
+// isEmptyDir reads at most one entry of the folder path.
+func isEmptyDir(path string) (bool, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if errors.Is(err, io.EOF) {
+		return true, nil
+	}
+	return len(names) == 0, err
 }
 
 // releaseTarget handles an unpublish of a target this process does not

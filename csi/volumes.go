@@ -197,16 +197,23 @@ func (d *Driver) unpublish(ctx context.Context, volumeID string, p targetpath.Pa
 
 // onTop checks that the topmost mount at p is the volume's: umount(2)
 // takes the topmost, and one stacked over ours since is someone else's.
-// The mount id noted at publish answers without reading the mount table.
+// The mount id noted at publish (or at takeover, mounts.put) answers
+// without reading the mount table. Without one (the kernel does not say,
+// or the mount at takeover was not ours on top), only a mount that is
+// ours by type, source and root passes, never a workstation's secretfs.
 func (mt *mount) onTop(p targetpath.Path) error {
-	if id, err := p.MountID(); err == nil && id != 0 && id == mt.mntID {
-		return nil
+	id, err := p.MountID()
+	if err == nil && id != 0 && mt.mntID != 0 {
+		if id == mt.mntID {
+			return nil
+		}
+		return status.Errorf(codes.FailedPrecondition, "target %s: another mount lies over the volume; left as it is", p.Name)
 	}
 	mi, err := p.Mount()
 	if err != nil {
 		return status.Errorf(codes.Internal, "check target %s: %v", p.Name, err)
 	}
-	if mi != nil && mi.FSType != fsType {
+	if mi != nil && (!isOurs(mi) || mt.mntID != 0 && uint64(mi.ID) != mt.mntID) {
 		return status.Errorf(codes.FailedPrecondition, "target %s: a %q mount lies over the volume; left as it is", p.Name, mi.FSType)
 	}
 	return nil
@@ -263,6 +270,16 @@ func (d *Driver) Abandon() {
 // shutdown that must not leave mounts behind).
 func (d *Driver) UnmountAll() {
 	for target, mt := range d.mounts.all() {
+		// The same rules as unpublish: a path the guard accepts, and
+		// our volume the topmost mount there.
+		p, err := d.guard.Check(target)
+		if err == nil {
+			err = mt.onTop(p)
+		}
+		if err != nil {
+			d.log.Warn("left a volume under another mount", "target", target, "err", err)
+			continue
+		}
 		if err := mt.vol.Unmount(); err != nil {
 			d.log.Warn("unmount", "target", target, "err", err)
 		}

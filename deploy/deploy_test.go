@@ -1,13 +1,17 @@
-// Package deploy holds the Kubernetes manifests of secretfs (no Go code);
-// this test proves them against a real kube-apiserver v1.37.2.
+// Package deploy holds the Helm chart of secretfs (chart/secretfs), the
+// manifests rendered from it (deploy/*.yaml, for kubectl apply) and the
+// examples (no Go code). chart_test.go checks the chart with helm; this
+// file proves the manifests against a real kube-apiserver v1.37.2.
 package deploy
 
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -22,13 +26,17 @@ import (
 	"github.com/secretfs/secretfs/sanity/node"
 )
 
-// Manifests lists every YAML manifest under dir (recursively), sorted.
+// Manifests lists every YAML manifest under dir (recursively), sorted;
+// the chart's folder holds templates and values, not manifests.
 func manifests(t *testing.T, dir string) []string {
 	t.Helper()
 	var files []string
 	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if d.IsDir() && p == filepath.Join(dir, "chart") {
+			return filepath.SkipDir
 		}
 		if !d.IsDir() && (strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
 			files = append(files, p)
@@ -74,10 +82,11 @@ func namespaces(t *testing.T, files []string) []string {
 	return out
 }
 
-// TestManifestsServerDryRun: every manifest under deploy/ passes
-// `kubectl apply --dry-run=server` (strict field validation, admission,
-// the apiserver's own validation) against a real kube-apiserver v1.37.2,
-// without a single warning.
+// TestManifestsServerDryRun: every manifest under deploy/ (the chart
+// rendered with default values, and the examples), and the chart rendered
+// with each ci/*-values.yaml, passes `kubectl apply --dry-run=server`
+// (strict field validation, admission, the apiserver's own validation)
+// against a real kube-apiserver v1.37.2, without a single warning.
 func TestManifestsServerDryRun(t *testing.T) {
 	files := manifests(t, ".")
 	if len(files) == 0 {
@@ -87,6 +96,13 @@ func TestManifestsServerDryRun(t *testing.T) {
 	defer cancel()
 	if !cluster.Built("kubectl") && testing.Short() {
 		t.Skip("-short: kubectl not built; run sanity/cluster/build.sh first")
+	}
+	// The chart with every other value set, one folder of files each.
+	sets := map[string][]string{"deploy": files}
+	for _, v := range valueSets(t)[1:] {
+		dir := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(v), ".yaml"))
+		run(t, "bash", "chart.sh", "render", dir, "secretfs", chartDir, "--namespace", "secretfs", "--values", v)
+		sets[v] = manifests(t, dir)
 	}
 	c := cluster.Start(t)
 	if err := cluster.EnsureBinaries(ctx, "kubectl"); err != nil {
@@ -108,7 +124,11 @@ func TestManifestsServerDryRun(t *testing.T) {
 	// manifest over it warns of nothing), and each one's "default"
 	// ServiceAccount, which the ServiceAccount admission plugin wants for
 	// Pods and no controller-manager creates here.
-	for _, ns := range namespaces(t, files) {
+	var all []string
+	for _, fs := range sets {
+		all = append(all, fs...)
+	}
+	for _, ns := range namespaces(t, all) {
 		if ns != "default" {
 			out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", c.Kubeconfig,
 				"create", "namespace", ns, "--save-config").CombinedOutput()
@@ -123,10 +143,32 @@ func TestManifestsServerDryRun(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The SecretProviderClass CRD for real, so that SecretProviderClass
+	// manifests (examples) are checked against its schema.
+	crd := "secretproviderclass-crd.yaml"
+	for _, args := range [][]string{{"apply", "-f", crd},
+		{"wait", "--for", "condition=Established", "--timeout", "60s", "-f", crd}} {
+		out, err := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	for _, set := range slices.Sorted(maps.Keys(sets)) {
+		t.Run(set, func(t *testing.T) { dryRun(t, ctx, kubectl, c.Kubeconfig, sets[set]) })
+	}
+}
+
+// dryRun applies each file with `kubectl apply --dry-run=server
+// --validate=strict`: no error, no warning.
+func dryRun(t *testing.T, ctx context.Context, kubectl, kubeconfig string, files []string) {
 	for _, f := range files {
-		t.Run(f, func(t *testing.T) {
+		name := f // deploy/'s own files by path, rendered ones by name
+		if filepath.IsAbs(f) {
+			name = filepath.Base(f)
+		}
+		t.Run(name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			cmd := exec.CommandContext(ctx, kubectl, "--kubeconfig", c.Kubeconfig,
+			cmd := exec.CommandContext(ctx, kubectl, "--kubeconfig", kubeconfig,
 				"apply", "--dry-run=server", "--validate=strict", "-f", f)
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := cmd.Run()

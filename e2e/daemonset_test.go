@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -111,7 +112,7 @@ func TestDaemonSet(t *testing.T) {
 	})
 
 	kubectl := filepath.Join(cluster.BinDir(), "kubectl")
-	for _, f := range []string{"../deploy/csidriver.yaml", "../deploy/rbac.yaml"} {
+	for _, f := range []string{"../deploy/csidriver.yaml", "../deploy/rbac.yaml", "../deploy/secretproviderclass-crd.yaml"} {
 		out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", c.Kubeconfig, "apply", "-f", f).CombinedOutput()
 		if err != nil {
 			t.Fatalf("kubectl apply -f %s: %v\n%s", f, err, out)
@@ -212,19 +213,7 @@ done`
 	reader = waitPod(t, reader, 2*time.Minute, corev1.PodRunning)
 	waitLog(t, reader, "v0", 30*time.Second)
 	old := dsPod.Name
-	if err := kc.CoreV1().Pods(dsPod.Namespace).Delete(ctx, old, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		_, err := kc.CoreV1().Pods(dsPod.Namespace).Get(ctx, old, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("plugin Pod %s still there a minute after its deletion", old)
-		}
-	}
-	dsPod = runningPod(t, ctx, ds, kcm)
+	dsPod = replacePod(t, ctx, ds, dsPod, kcm)
 	step("plugin Pod " + old + " replaced by " + dsPod.Name)
 	updateSecret(t, ns, "up", map[string]string{"k": "v1"})
 	waitLog(t, reader, "v1", 30*time.Second)
@@ -238,12 +227,141 @@ done`
 	if plog, err := theNode.LogText(dsPod, "secretfs"); err != nil || !strings.Contains(plog, "volume taken over") {
 		t.Errorf("the new plugin did not take the mount over (%v):\n%s", err, indent(plog))
 	}
+
+	dsPod = upgradeKeeper(t, ctx, ns, reader, keeperDS, ds, dsPod, kcm, step)
 	zero = int64(0)
 	kc.CoreV1().Pods(ns).Delete(ctx, reader.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	if err := waitNoSecretfsMounts(2 * time.Minute); err != nil {
 		t.Error(err)
 	}
 	step("reading Pod deleted, its volume unpublished by the new plugin")
+}
+
+// upgradeKeeper replaces the keeper as its OnDelete strategy wants it
+// (its Pod deleted, the controller makes a new one, which holds nothing),
+// then the plugin, as the next rollout does. Required: the keeper's
+// replacement costs the reader nothing and updates still arrive; after
+// the plugin's, whose mounts no keeper held any more, kubelet's
+// republish mounts the volume afresh on the node (a new mount at the
+// target) and a new Pod reads the Secret. Measured (README "Upgrade"):
+// what the running reader sees meanwhile. It returns the new plugin Pod.
+func upgradeKeeper(t *testing.T, ctx context.Context, ns string, reader *corev1.Pod,
+	keeperDS, ds *appsv1.DaemonSet, dsPod *corev1.Pod, kcm *node.ControllerManager, step func(string)) *corev1.Pod {
+	t.Helper()
+	target, oldID := secretfsTarget(t, reader)
+	replacePod(t, ctx, keeperDS, runningPod(t, ctx, keeperDS, kcm), kcm)
+	step("keeper Pod replaced (its OnDelete upgrade)")
+	updateSecret(t, ns, "up", map[string]string{"k": "v2"})
+	waitLog(t, reader, "v2", 30*time.Second)
+	if errs := errLines(t, reader, time.Time{}); len(errs) > 0 {
+		t.Errorf("the reading Pod failed %d reads while the keeper was replaced, first at %s", len(errs), errs[0].Format(time.RFC3339Nano))
+	}
+	step("an update after the keeper's replacement reached the reading Pod; no failed read")
+
+	restarted := time.Now()
+	dsPod = replacePod(t, ctx, ds, dsPod, kcm)
+	step("plugin Pod replaced too: no keeper held its mounts")
+	updateSecret(t, ns, "up", map[string]string{"k": "v3"})
+	// A readable path proves nothing here: the kernel answers cached
+	// lookups and pages of a dead FUSE connection. A new mount at the
+	// target does.
+	remounted := waitNewMount(target, oldID, 3*time.Minute)
+	if remounted.IsZero() {
+		// Seen on v1.37.2: kubelet republishes ~30 s after the restart and
+		// the plugin refuses it ("already a mount point ... not made by
+		// this process"): its dead-mount check (an lstat) is answered from
+		// the kernel's cache of the dead connection.
+		t.Errorf("no new secretfs mount at %s 3 min after the plugin's restart: the republish did not replace the dead mount (kubelet.log says why)", target)
+	} else {
+		step(fmt.Sprintf("kubelet republished the volume: a new mount at the target %.1fs after the plugin Pod's deletion",
+			remounted.Sub(restarted).Seconds()))
+	}
+	time.Sleep(15 * time.Second)
+	errs := errLines(t, reader, restarted)
+	seen := waitLogQuiet(reader, "v3", time.Second)
+	since := func(at time.Time) string { return fmt.Sprintf("%.1fs", at.Sub(restarted).Seconds()) }
+	switch {
+	case len(errs) == 0:
+		t.Logf("MEASURED: after the plugin's restart without a keeper the reading Pod failed no read for %s; v3 seen: %v", since(time.Now()), !seen.IsZero())
+	default:
+		t.Logf("MEASURED: after the plugin's restart without a keeper the reading Pod read its cached files for %s, then failed %d reads from %s to %s after the restart (the last check %s after it); v3 seen: %v",
+			since(errs[0]), len(errs), since(errs[0]), since(errs[len(errs)-1]), since(time.Now()), !seen.IsZero())
+	}
+	after := createPod(t, makePod(podSpec{ns: ns, name: "after-keeper", script: `cat /etc/foo/k; echo`,
+		vols: []vol{{"foo", "/etc/foo", corev1.SecretVolumeSource{SecretName: "up"}}}}, kindCSI))
+	waitPod(t, after, 2*time.Minute, corev1.PodSucceeded)
+	waitLog(t, after, "v3", 30*time.Second)
+	step("a new Pod read the Secret after the keeper's upgrade")
+	zero := int64(0)
+	kc.CoreV1().Pods(ns).Delete(ctx, after.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	return dsPod
+}
+
+// replacePod deletes a DaemonSet's Pod, waits until it is gone and
+// returns the one the controller makes instead, once it runs.
+func replacePod(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet, pod *corev1.Pod, kcm *node.ControllerManager) *corev1.Pod {
+	t.Helper()
+	if err := kc.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		_, err := kc.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Pod %s still there a minute after its deletion", pod.Name)
+		}
+	}
+	return runningPod(t, ctx, ds, kcm)
+}
+
+// errLines returns the times of the reader's failed reads ("ERR") after since.
+func errLines(t *testing.T, reader *corev1.Pod, since time.Time) []time.Time {
+	t.Helper()
+	lines, err := theNode.Logs(reader, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []time.Time
+	for _, l := range lines {
+		if l.Text == "ERR" && l.Time.After(since) {
+			out = append(out, l.Time)
+		}
+	}
+	return out
+}
+
+// secretfsTarget is the node's path of pod's secretfs volume and the
+// mount's id.
+func secretfsTarget(t *testing.T, pod *corev1.Pod) (string, int) {
+	t.Helper()
+	infos, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("fuse.secretfs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mi := range infos {
+		if strings.Contains(mi.Mountpoint, "/pods/"+string(pod.UID)+"/volumes/") {
+			return mi.Mountpoint, mi.ID
+		}
+	}
+	t.Fatalf("no secretfs mount of Pod %s on the node", pod.Name)
+	return "", 0
+}
+
+// waitNewMount waits until the secretfs mount on top of target is not
+// mount oldID any more, and returns when; zero on timeout.
+func waitNewMount(target string, oldID int, timeout time.Duration) time.Time {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(target))
+		if err != nil || len(infos) == 0 {
+			continue
+		}
+		if top := infos[len(infos)-1]; top.FSType == "fuse.secretfs" && top.ID != oldID {
+			return time.Now()
+		}
+	}
+	return time.Time{}
 }
 
 // rewriteDaemonSet reads deploy/daemonset.yaml and adapts it to the
@@ -264,11 +382,18 @@ func rewriteManifest(t *testing.T, c *cluster.Cluster, name, container string) *
 		t.Fatal(err)
 	}
 	b = bytes.ReplaceAll(b, []byte("/var/lib/kubelet"), []byte(theNode.KubeletRoot))
-	// The keeper's socket folder, inside the node's folder (no host change).
-	b = bytes.ReplaceAll(b, []byte("/run/secretfs"), []byte(filepath.Join(theNode.Dir, "run-secretfs")))
+	// The keeper's socket folder and the providers' (hostPath
+	// DirectoryOrCreate), inside the node's folder (no host change).
+	for host, dir := range map[string]string{
+		"/run/secretfs":                               "run-secretfs",
+		"/var/run/secrets-store-csi-providers":        "providers-var-run",
+		"/etc/kubernetes/secrets-store-csi-providers": "providers-etc",
+	} {
+		b = bytes.ReplaceAll(b, []byte(host), []byte(filepath.Join(theNode.Dir, dir)))
+	}
 	var ds appsv1.DaemonSet
 	if err := yaml.UnmarshalStrict(b, &ds); err != nil {
-		t.Fatalf("deploy/daemonset.yaml: %v", err)
+		t.Fatalf("deploy/%s: %v", name, err)
 	}
 	u, err := url.Parse(c.Host)
 	if err != nil {

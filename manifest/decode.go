@@ -19,7 +19,16 @@ const (
 	maxDepth  = 1000     // nested maps and lists
 	maxNodes  = 1 << 20  // nodes visited, aliases expanded
 	maxOutput = 64 << 20 // bytes of JSON produced
+
+	// maxParseNodes bounds the nodes parsed from one stream, so that the
+	// 16 MiB a file may hold cannot take more memory than a few times
+	// its size: a parsed node costs some 150 bytes. Real manifests hold
+	// far fewer (a Secret of 100 keys is some 200).
+	maxParseNodes = 400_000
 )
+
+// errTooManyNodes refuses a stream of more than maxParseNodes nodes.
+var errTooManyNodes = &Error{Reason: "has too many YAML nodes (maps, lists and values) to be a manifest"}
 
 // Options says which parts of a document are held to a stricter shape.
 type Options struct {
@@ -33,9 +42,17 @@ type Options struct {
 // node of each document; an empty document is a nil entry, so that the index of a
 // root is its document number minus one. A stream that does not parse is a
 // *SyntaxError.
+//
+// The node count is bounded (maxParseNodes) before parsing, by a count of
+// the characters a node needs (yamlNodeBound): the YAML parser builds
+// each document whole and cannot be stopped. JSON, whose nodes this
+// package builds, is counted again as it is read.
 func Documents(data []byte) ([]*yaml.Node, error) {
-	if docs, ok := jsonDocuments(data); ok {
-		return docs, nil
+	if yamlNodeBound(data) > maxParseNodes {
+		return nil, errTooManyNodes
+	}
+	if docs, ok, err := jsonDocuments(data); ok {
+		return docs, err
 	}
 	var docs []*yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -345,4 +362,29 @@ func isNullText(s string) bool {
 func writeString(b *bytes.Buffer, s string) {
 	js, _ := json.Marshal(s) // a string always marshals
 	b.Write(js)
+}
+
+// yamlNodeBound is an upper bound of the nodes a YAML stream parses into,
+// from one pass over its bytes. Every node but a stream's first needs an
+// indicator character: a map entry its `:` (two nodes, key and value), a
+// list entry its `- ` or `,`, a complex key its `? `, a flow collection
+// its `[` or `{`, a document its `---`. Quotes, comments and block
+// scalars are not skipped: telling them apart takes a parser, and a
+// character counted there only makes the bound looser, never too small.
+func yamlNodeBound(data []byte) int {
+	n := 1
+	for i, c := range data {
+		switch c {
+		case ':', ',':
+			n += 2
+		case '[', '{':
+			n++
+		case '-', '?':
+			// Indicators only when followed by white space or the end.
+			if i+1 == len(data) || strings.IndexByte(" \t\r\n", data[i+1]) >= 0 {
+				n += 2
+			}
+		}
+	}
+	return n
 }

@@ -14,24 +14,38 @@ import (
 // JSON (the escape "\/"), so JSON is read as JSON. Each value becomes a
 // node tree like the YAML parser's, so that one strict walk serves both.
 // ok is false when the text is not JSON; the caller then reads it as YAML.
-func jsonDocuments(data []byte) (docs []*yaml.Node, ok bool) {
+//
+// The nodes are counted as they are made, and reading stops past
+// maxParseNodes (errTooManyNodes): a node costs some 150 bytes, so 16 MiB
+// of `[1,1,1,…` would otherwise take over a GiB.
+func jsonDocuments(data []byte) (docs []*yaml.Node, ok bool, err error) {
 	t := bytes.TrimLeft(bytes.TrimPrefix(data, []byte("\ufeff")), " \t\r\n")
 	if len(t) == 0 || t[0] != '{' && t[0] != '[' {
-		return nil, false
+		return nil, false, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(t))
 	dec.UseNumber()
-	lines := newLineIndex(t)
+	r := &jsonReader{dec: dec, lines: newLineIndex(t)}
 	for {
-		n, err := jsonValue(dec, lines, 0)
+		n, err := r.value(0)
 		if errors.Is(err, io.EOF) && n == nil {
-			return docs, true
+			return docs, true, nil
+		}
+		if errors.Is(err, errTooManyNodes) {
+			return nil, true, err
 		}
 		if err != nil {
-			return nil, false
+			return nil, false, nil
 		}
 		docs = append(docs, root(n))
 	}
+}
+
+// jsonReader reads JSON values into nodes, counting them.
+type jsonReader struct {
+	dec   *json.Decoder
+	lines *lineIndex
+	nodes int
 }
 
 // lineIndex turns the decoder's byte offsets, which only grow, into line
@@ -55,9 +69,13 @@ func (l *lineIndex) at(off int64) int {
 
 // jsonValue reads one JSON value into a node. Keys stay in their order and
 // duplicates stay in, for the strict walk to refuse.
-func jsonValue(dec *json.Decoder, lines *lineIndex, depth int) (*yaml.Node, error) {
+func (r *jsonReader) value(depth int) (*yaml.Node, error) {
+	dec, lines := r.dec, r.lines
 	if depth > maxDepth {
 		return nil, errors.New("nested too deeply")
+	}
+	if r.nodes++; r.nodes > maxParseNodes {
+		return nil, errTooManyNodes
 	}
 	tok, err := dec.Token()
 	if err != nil {
@@ -84,7 +102,7 @@ func jsonValue(dec *json.Decoder, lines *lineIndex, depth int) (*yaml.Node, erro
 				ks, _ := k.(string)
 				n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Style: yaml.DoubleQuotedStyle, Value: ks, Line: kl})
 			}
-			c, err := jsonValue(dec, lines, depth+1)
+			c, err := r.value(depth + 1)
 			if err != nil {
 				return nil, err
 			}

@@ -53,12 +53,18 @@ type Error struct {
 	Reason string
 }
 
-func (e *Error) Error() string {
-	p := e.Path
-	if len(p) > 256 {
-		p = p[:256] + "…"
+func (e *Error) Error() string { return fmt.Sprintf("path %s %s", quote(e.Path), e.Reason) }
+
+// maxQuoted is as much of a path as a message quotes: a path may be 4096
+// bytes, and a refusal names it and an element or mount point in it.
+const maxQuoted = 256
+
+// quote quotes s for a message, cut at maxQuoted bytes.
+func quote(s string) string {
+	if len(s) > maxQuoted {
+		return fmt.Sprintf("%q…", s[:maxQuoted])
 	}
-	return fmt.Sprintf("path %q %s", p, e.Reason)
+	return fmt.Sprintf("%q", s)
 }
 
 func refuse(path, format string, args ...any) error {
@@ -97,7 +103,7 @@ func (g *Guard) Check(path string) (Path, error) {
 	if mp, err := g.inside(p, dir); err != nil {
 		return Path{}, refuse(path, "cannot be checked: %v", err)
 	} else if mp != "" {
-		return Path{}, refuse(path, "lies inside the %s mount at %q", g.fsType, mp)
+		return Path{}, refuse(path, "lies inside the %s mount at %s", g.fsType, quote(mp))
 	}
 	if linkErr != nil {
 		return Path{}, linkErr
@@ -129,9 +135,9 @@ func (g *Guard) walk(p Path) (dir string, err error) {
 		case errors.Is(err, syscall.ENOTCONN) && last:
 			return dir, nil // a dead mount at the target: the caller's call
 		case err != nil:
-			return dir, refuse(p.Name, "cannot be checked at %q: %v", cur, errnoOf(err))
+			return dir, refuse(p.Name, "cannot be checked at %s: %v", quote(cur), errnoOf(err))
 		case fi.Mode()&os.ModeSymlink != 0:
-			return dir, refuse(p.Name, "has a symbolic link at %q", cur)
+			return dir, refuse(p.Name, "has a symbolic link at %s", quote(cur))
 		}
 		if !last && fi.IsDir() {
 			dir = cur
@@ -148,4 +154,11 @@ func errnoOf(err error) error {
 		return errno
 	}
 	return err
+}
+
+// Rel is p below the mount root ("pods/…"), whichever spelling of the
+// root (as configured, or with its links resolved) p was given in.
+func (g *Guard) Rel(p Path) string {
+	rest, _ := strings.CutPrefix(p.Real, g.real+"/")
+	return rest
 }

@@ -133,3 +133,59 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// A refusal quotes the path and the element or mount point it names cut
+// to a bounded length, however long the elements are; and the tricky
+// spellings of a path next to the root are refused.
+func TestRefusalsAreShort(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "kubelet")
+	must(t, os.MkdirAll(filepath.Join(root, "pods"), 0o750))
+	must(t, os.MkdirAll(root+"-evil/pods", 0o750))
+	must(t, os.Symlink(base, filepath.Join(root, "pods", "up")))
+	long := strings.Repeat("b", 250)
+	must(t, os.MkdirAll(filepath.Join(root, "pods", long, long), 0o750))
+	must(t, os.Symlink(base, filepath.Join(root, "pods", long, long, long)))
+	g, err := targetpath.New(root, "fuse.secretfs")
+	must(t, err)
+	refused := []string{
+		root + "-evil/pods/x", root + "evil", root + "/", root + "/pods/", root + "//pods",
+		root + "/pods/up/kubelet-evil", root + "/pods/up", root + "/pods/up/",
+		root + "/pods/" + strings.Repeat("a/", 2100) + "m", root + "/pods/x\x00", "pods/x",
+		root + "/pods/../../x", strings.ToUpper(root) + "/pods/x",
+		filepath.Join(root, "pods", long, long, long, "m"), // a link deep in long names
+	}
+	for _, p := range refused {
+		_, err := g.Check(p)
+		if err == nil {
+			t.Errorf("Check(%.80q) accepted", p)
+			continue
+		}
+		if n := len(err.Error()); n > 700 {
+			t.Errorf("Check(%.80q): a message of %d bytes: %.120s…", p, n, err)
+		}
+	}
+	// Names that are odd but harmless pass.
+	for _, p := range []string{root + "/pods/\u00e9/m", root + "/pods/a\nb/m", root + "/pods/ /m"} {
+		if _, err := g.Check(p); err != nil {
+			t.Errorf("Check(%q): %v", p, err)
+		}
+	}
+}
+
+// Rel is the path below the root, whichever spelling of the root it was
+// given in.
+func TestRel(t *testing.T) {
+	real := t.TempDir()
+	link := filepath.Join(t.TempDir(), "root")
+	must(t, os.Symlink(real, link))
+	g, err := targetpath.New(link, "fuse.secretfs")
+	must(t, err)
+	for _, p := range []string{link + "/pods/u/mount", real + "/pods/u/mount"} {
+		cp, err := g.Check(p)
+		must(t, err)
+		if got := g.Rel(cp); got != "pods/u/mount" {
+			t.Errorf("Rel(%s) = %q, want pods/u/mount", p, got)
+		}
+	}
+}

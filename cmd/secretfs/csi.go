@@ -123,7 +123,7 @@ func runCSI(args []string, _, stderr io.Writer) int {
 		defer srv.Close()
 	}
 	if *keeperPath != "" {
-		k, err := keeper.DialWait(*keeperPath, 10*time.Second)
+		k, err := keeper.DialWait(*keeperPath, keeper.KindCSI, 10*time.Second)
 		if err != nil {
 			log.Warn("no keeper: mounts will not survive a restart of this plugin", "err", err)
 		} else {

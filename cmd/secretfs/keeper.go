@@ -19,7 +19,10 @@ Holds the FUSE descriptors and in-memory contents of the mounts served by
 'secretfs csi --keeper PATH' and 'secretfs mount --keeper PATH', so that
 those mounts stay alive when their server crashes or is upgraded: the next
 server takes them over. Nothing is written to disk. Run it as its own
-long-lived process (its own container in the DaemonSet).`
+long-lived process (its own DaemonSet), as the same user as its servers:
+a server of another uid is refused, and so is one that shares no keeper
+protocol version with it ('secretfs version' prints them). Servers of
+adjacent releases hand mounts over through it in both directions.`
 
 func init() {
 	commands["keeper"] = command{"hold mounts alive across restarts of their server", runKeeper}

@@ -17,12 +17,7 @@ type command struct {
 	run     func(args []string, stdout, stderr io.Writer) int
 }
 
-var commands = map[string]command{
-	"version": {"print the version", func(_ []string, out, _ io.Writer) int {
-		fmt.Fprintln(out, "secretfs", version)
-		return 0
-	}},
-}
+var commands = map[string]command{}
 
 func main() {
 	// Before anything reads a Secret: no core dump may hold one, whichever

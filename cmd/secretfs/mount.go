@@ -190,7 +190,7 @@ func serveUntilDone(ctx context.Context, v *live.Volume, ttl time.Duration, log 
 // dir (an earlier run died), and mounts afresh otherwise.
 func mountOrResume(ctx context.Context, c *cache.Cache, dir string, cfg live.Config, keeperPath string, stderr io.Writer) (*live.Volume, error) {
 	if keeperPath != "" {
-		k, err := keeper.DialWait(keeperPath, 2*time.Second)
+		k, err := keeper.DialWait(keeperPath, keeper.KindMount, 2*time.Second)
 		if err != nil {
 			fmt.Fprintf(stderr, "secretfs mount: warning: %v; the mount will not survive this process\n", err)
 		} else {
@@ -206,6 +206,10 @@ func mountOrResume(ctx context.Context, c *cache.Cache, dir string, cfg live.Con
 				} else {
 					syscall.Close(entries[i].FD)
 				}
+			}
+			if mine != nil && mine.Err != nil {
+				syscall.Close(mine.FD)
+				return nil, mine.Err
 			}
 			if mine != nil {
 				return live.Resume(ctx, c, *mine, cfg)

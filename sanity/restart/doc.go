@@ -6,4 +6,6 @@
 //
 //	go test ./sanity/restart/            50 volumes, 20 kills, 1 upgrade
 //	go test -short ./sanity/restart/     10 volumes, 3 kills (CI's quick run)
+//
+// The world it builds (harness.go) is shared with sanity/upgrade.
 package restart
