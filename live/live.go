@@ -87,22 +87,25 @@ func Mount(ctx context.Context, c *cache.Cache, dir string, cfg Config) (*Volume
 // both takeovers (csi.Driver.Resume for the plugin, mountOrResume in
 // cmd/secretfs for `secretfs mount --keeper`) meet. A takeover, in order:
 //
-//  1. Register: every mount made with Config.Keeper registers (keep):
+//  1. Register: the server dials the keeper (keeper.Dial: each end checks
+//     the other's uid with SO_PEERCRED, and they settle the protocol
+//     version and the connection's record kind, csi or mount). Every
+//     mount made with Config.Keeper then registers (keep):
 //     fusefs.FS.Attach hands keeper.Client.Register a Snapshot of every
-//     version the kernel may still reference, and the keeper holds it with
-//     a dup of the /dev/fuse descriptor. From then on the journal keeps the
-//     keeper's copy current (PutVersion before each switch, DropVersion
-//     after each release), and the keeper writes the mount's notices to
-//     the kernel (Notify), so this process never waits on its own mount.
+//     version the kernel may still reference, sent with a dup of the
+//     /dev/fuse descriptor. From then on the journal keeps the keeper's
+//     record current (PutVersion before each switch, DropVersion after
+//     each release), and the keeper writes the mount's notices to the
+//     kernel (Notify), so this process never waits on its own mount.
 //  2. Crash: the serving process dies (SIGKILL, panic, upgrade). The
 //     kernel keeps the connection, because the keeper's descriptor holds
 //     it open; requests wait in its queue, and those the dead server had
 //     read but not answered stay in its processing queue.
-//  3. Reconnect: the next process dials the keeper (keeper.DialWait),
-//     lists what it holds (keeper.Client.List: descriptor, Meta and
-//     Snapshot per mount) and calls Resume for each mount it owns;
-//     fusefs.Restore rebuilds every version with its generation and name,
-//     so every node ID the kernel holds means what it meant.
+//  3. Reconnect: the next process dials the keeper for the same kind
+//     (keeper.DialWait), lists its records (keeper.Client.List: descriptor,
+//     Meta and Snapshot per mount) and calls Resume for each mount it
+//     owns; fusefs.Restore rebuilds every version with its generation and
+//     name, so every node ID the kernel holds means what it meant.
 //  4. RESEND: fusefs.FS.Serve writes FUSE_NOTIFY_RESEND, and the kernel
 //     queues again the requests the dead server had read.
 //  5. Serve: a go-fuse server reads the connection again (serve; with
