@@ -42,8 +42,8 @@ var (
 	_ backend.Owner   = (*Backend)(nil)
 )
 
-// CallerOwnsSecrets: every Get and watch event decodes a fresh object, and
-// nothing here keeps it.
+// CallerOwnsSecrets reports true (backend.Owner): every Get and watch
+// event decodes a fresh object, and nothing here keeps it.
 func (b *Backend) CallerOwnsSecrets() bool { return true }
 
 // Defaults for rate limiting: kubelet's QPS (kubeAPIQPS 50) and a burst

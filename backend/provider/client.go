@@ -19,8 +19,8 @@ import (
 	"github.com/secretfs/secretfs/metrics"
 )
 
-// Defaults of the provider client: the socket folders and limits of the
-// Secrets Store CSI Driver, so its providers are found where they listen.
+// DefaultDirs are the folders the Secrets Store CSI Driver looks in for
+// provider sockets, so its providers are found where they listen.
 var DefaultDirs = []string{"/var/run/secrets-store-csi-providers", "/etc/kubernetes/secrets-store-csi-providers"}
 
 const (
