@@ -1,5 +1,6 @@
 // Package file is the "file:DIR" source: a folder of Kubernetes manifests
-// (SPEC §3). Every Get re-reads the folder; Watch shares one fsnotify watch
+// (SPEC §3). Every Get re-reads the folder (concurrent Gets share one
+// read, coalesce.go); Watch shares one fsnotify watch
 // of the folder between all watched Secrets and reports, per Secret, only
 // real changes.
 //
@@ -29,6 +30,7 @@ type Backend struct {
 
 	parsed parsedFiles
 	warned warnings
+	scans  scans // Gets share folder reads
 
 	mu   sync.Mutex
 	subs map[*sub]struct{}
@@ -68,7 +70,7 @@ func (b *Backend) Get(ctx context.Context, ref backend.Ref) (*secret.Secret, err
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return b.readDir().lookup(ref)
+	return b.freshScan().lookup(ref)
 }
 
 // Watch reports the state of ref to fn, first the current one and then
