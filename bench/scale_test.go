@@ -30,7 +30,8 @@ package bench
 //
 // plus rss-MiB-per-1000, threads-per-1000 and goroutines-per-1000: the
 // slopes between the two highest levels; rss-MiB-after, threads-after,
-// goroutines-after once every volume is unpublished again (50 in flight:
+// goroutines-after once every volume is unpublished again, rss-MiB-idle,
+// threads-idle, goroutines-idle once --cache-idle has passed too (50 in flight:
 // unpub-p50-ms, unpub-p99-ms); and a markdown table on stdout.
 //
 // BenchmarkScale/burst-1000: a fresh plugin, 1000 publishes with 50 in
@@ -163,8 +164,12 @@ func warmUp(b *testing.B, p *csiPlugin) {
 	}
 }
 
+// scaleCacheIdle is the plugin's --cache-idle in the volumes run: short,
+// so the row after it shows what a node returns to once idle entries go.
+const scaleCacheIdle = 3 * time.Second
+
 func benchScale(b *testing.B, bin string) {
-	p := startCSIPlugin(b, bin)
+	p := startCSIPlugin(b, bin, "--cache-idle="+scaleCacheIdle.String())
 	warmUp(b, p)
 	tm := newTmpfsVolumes(b)
 	shmem0 := meminfo(b)["Shmem"]
@@ -238,7 +243,15 @@ func benchScale(b *testing.B, bin string) {
 	b.ReportMetric(after.goroutines, "goroutines-after")
 	unpub.report(b, "unpub-")
 	b.Logf("after unpublishing all: %s", after)
-	printScaleTable(rows, slope, after)
+	// Then --cache-idle passes: the idle entries stop their watches, are
+	// freed, and the plugin gives the memory back (debug.FreeOSMemory).
+	time.Sleep(scaleCacheIdle + 2*time.Second)
+	idle := p.settle(b)
+	b.ReportMetric(idle.rss, "rss-MiB-idle")
+	b.ReportMetric(idle.threads, "threads-idle")
+	b.ReportMetric(idle.goroutines, "goroutines-idle")
+	b.Logf("after --cache-idle (%s): %s", scaleCacheIdle, idle)
+	printScaleTable(rows, slope, after, idle)
 	p.stop()
 }
 
@@ -475,7 +488,7 @@ func meminfo(b *testing.B) map[string]float64 { return procFields(b, "/proc/memi
 
 // printScaleTable prints the levels as a markdown table, with the slope per
 // 1000 volumes and what 10,000 volumes would cost by extrapolation.
-func printScaleTable(rows []scaleRow, slope [4]float64, after usage) {
+func printScaleTable(rows []scaleRow, slope [4]float64, after, idle usage) {
 	ms := func(l latencies, q float64) string {
 		if len(l) == 0 {
 			return "–"
@@ -493,6 +506,8 @@ func printScaleTable(rows []scaleRow, slope [4]float64, after usage) {
 	}
 	fmt.Printf("| 0 (all unpublished) | %.1f (%.1f + %.1f) | %.0f | %.0f | | | | | |\n",
 		after.rss, after.anon, after.file, after.threads, after.goroutines)
+	fmt.Printf("| 0, --cache-idle passed | %.1f (%.1f + %.1f) | %.0f | %.0f | | | | | |\n",
+		idle.rss, idle.anon, idle.file, idle.threads, idle.goroutines)
 	if len(rows) < 2 {
 		return
 	}

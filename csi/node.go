@@ -41,7 +41,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 	if err != nil {
 		return nil, invalidArg(err)
 	}
-	if err := checkPodTarget(d.guard, req.GetVolumeId(), target, a); err != nil {
+	if err := checkPodTarget(req.GetVolumeId(), target, a); err != nil {
 		return nil, invalidArg(err)
 	}
 	r := publishRequest{volumeID: req.GetVolumeId(), target: target.Name, path: target, attrs: a}

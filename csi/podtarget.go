@@ -24,13 +24,20 @@ import (
 
 // inlineTargetShape describes kubelet's target of an inline volume, for
 // messages.
-const inlineTargetShape = "<mount root>/pods/<pod uid>/volumes/kubernetes.io~csi/<volume name>/mount"
+const inlineTargetShape = ".../pods/<pod uid>/volumes/kubernetes.io~csi/<volume name>/mount"
 
-// kubeletPodUID returns the pod uid element of rel (a target below the
-// mount root) if rel has the shape of kubelet's CSI volume target.
-func kubeletPodUID(rel string) (string, bool) {
-	e := strings.Split(rel, "/")
-	if len(e) != 6 || e[0] != "pods" || e[2] != "volumes" || e[3] != "kubernetes.io~csi" || e[5] != "mount" || e[1] == "" || e[4] == "" {
+// kubeletPodUID returns the pod uid element of target (absolute, passed
+// by the guard) if it ends in the shape of kubelet's CSI volume target.
+// Only the tail is matched: the mount root may be kubelet's root folder
+// or its pods folder (the DaemonSet narrows it to the latter), and the
+// guard has already kept the target below it.
+func kubeletPodUID(target string) (string, bool) {
+	e := strings.Split(target, "/")
+	if len(e) < 7 {
+		return "", false
+	}
+	e = e[len(e)-6:]
+	if e[0] != "pods" || e[2] != "volumes" || e[3] != "kubernetes.io~csi" || e[5] != "mount" || e[1] == "" || e[4] == "" {
 		return "", false
 	}
 	return e[1], true
@@ -40,11 +47,11 @@ func kubeletPodUID(rel string) (string, bool) {
 // whose pod info does not come with the target kubelet chose for that
 // Pod. Other volumes (our Controller's, PVs) keep the namespace rule of
 // attributes.go: their attributes are an admin's.
-func checkPodTarget(g *targetpath.Guard, volumeID string, p targetpath.Path, a *Attributes) error {
+func checkPodTarget(volumeID string, p targetpath.Path, a *Attributes) error {
 	if !isInlineID(volumeID) {
 		return nil
 	}
-	uid, ok := kubeletPodUID(g.Rel(p))
+	uid, ok := kubeletPodUID(p.Name)
 	if !ok {
 		return fmt.Errorf("target_path: an inline volume (id csi-<64 hex>) is published only at kubelet's %s, whose pod uid vouches for the pod info", inlineTargetShape)
 	}

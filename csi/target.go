@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	mountutils "k8s.io/mount-utils"
 
+	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/targetpath"
 )
 
@@ -112,6 +113,7 @@ const deadProbeTimeout = time.Second
 // creates only the parent. A dead mount of ours there is unmounted; any
 // other mount, or anything that is not a folder, is refused untouched.
 func prepareTarget(p targetpath.Path, log interface{ Info(string, ...any) }) (created bool, err error) {
+	defer fusefs.Slot()() // lstat, mkdir and rmdir block a thread each: bounded with mounts
 	fi, err := os.Lstat(p.Name)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -217,7 +219,9 @@ func unmountOurs(path string) error {
 // removeEmptyDir removes path if it is an empty folder, and leaves
 // anything else (a file, a folder with files, nothing) as it is.
 func removeEmptyDir(path string) error {
+	release := fusefs.Slot()
 	err := unix.Rmdir(path)
+	release()
 	switch {
 	case err == nil, errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTEMPTY),
 		errors.Is(err, unix.EEXIST), errors.Is(err, unix.ENOTDIR):

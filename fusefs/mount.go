@@ -54,7 +54,7 @@ func (fs *FS) serverOptions() *fuse.MountOptions {
 // hands the descriptor back over a socket. Only the mounting user may open
 // the files unless Options.AllowOther or FSGroup is set.
 func (fs *FS) Mount(dir string) error {
-	defer mountSlot()()
+	defer Slot()()
 	var fd int
 	var err error
 	if os.Geteuid() == 0 {
@@ -251,7 +251,7 @@ func (fs *FS) Unmount() error {
 	if dir == "" {
 		return nil
 	}
-	defer mountSlot()()
+	defer Slot()()
 	if os.Geteuid() != 0 {
 		return fusermountUnmount(dir)
 	}

@@ -155,10 +155,3 @@ func errnoOf(err error) error {
 	}
 	return err
 }
-
-// Rel is p below the mount root ("pods/…"), whichever spelling of the
-// root (as configured, or with its links resolved) p was given in.
-func (g *Guard) Rel(p Path) string {
-	rest, _ := strings.CutPrefix(p.Real, g.real+"/")
-	return rest
-}

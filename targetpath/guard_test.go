@@ -172,20 +172,3 @@ func TestRefusalsAreShort(t *testing.T) {
 		}
 	}
 }
-
-// Rel is the path below the root, whichever spelling of the root it was
-// given in.
-func TestRel(t *testing.T) {
-	real := t.TempDir()
-	link := filepath.Join(t.TempDir(), "root")
-	must(t, os.Symlink(real, link))
-	g, err := targetpath.New(link, "fuse.secretfs")
-	must(t, err)
-	for _, p := range []string{link + "/pods/u/mount", real + "/pods/u/mount"} {
-		cp, err := g.Check(p)
-		must(t, err)
-		if got := g.Rel(cp); got != "pods/u/mount" {
-			t.Errorf("Rel(%s) = %q, want pods/u/mount", p, got)
-		}
-	}
-}

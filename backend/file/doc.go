@@ -1,7 +1,8 @@
 // Package file is the "file:DIR" source: a folder of Kubernetes manifests
 // (*.yaml, *.yml, *.json directly in DIR, each holding one or more objects;
 // only Secrets are used). Every Get re-reads the folder (scan.go), parsing
-// again only the files whose stamp changed; Watch shares one fsnotify watch
+// again only the files whose stamp changed; concurrent Gets share one read
+// that started after them (coalesce.go). Watch shares one fsnotify watch
 // of the folder between all watched Secrets and reports, per Secret, only
 // real changes.
 //

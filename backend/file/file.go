@@ -19,6 +19,7 @@ type Backend struct {
 
 	parsed parsedFiles
 	warned warnings
+	scans  scans // Gets share folder reads
 
 	mu   sync.Mutex
 	subs map[*sub]struct{}
@@ -55,7 +56,7 @@ func (b *Backend) Get(ctx context.Context, ref backend.Ref) (*secret.Secret, err
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return b.readDir().lookup(ref)
+	return b.freshScan().lookup(ref)
 }
 
 // Watch reports the state of ref to fn, first the current one and then
