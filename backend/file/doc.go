@@ -7,9 +7,9 @@
 // real changes.
 //
 // A Secret defined in two files is an error naming both (ErrDuplicate),
-// and a file that cannot be read or parsed makes every answer untrusted
-// (ErrUnreachable) rather than "not found", so a broken edit never looks
-// like a deleted Secret.
+// and a Secret not found while some file cannot be read or parsed is
+// ErrUnreachable rather than "not found" (it may be in that file), so a
+// broken edit never looks like a deleted Secret.
 //
 // Only regular files are read (read.go): a FIFO, socket or device named
 // like a manifest is looked at with lstat and never opened, a manifest over
