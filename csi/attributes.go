@@ -15,7 +15,7 @@ import (
 	"github.com/secretfs/secretfs/volume"
 )
 
-// Attribute keys of volume_context (SPEC §4). Every other key outside
+// Attribute keys of volume_context. Every other key outside
 // podInfoPrefix is refused, so a typo such as `defaultmode` never passes
 // silently.
 const (
@@ -111,7 +111,8 @@ func isInlineID(id string) bool {
 }
 
 // ParseAttributes turns volume_context into Attributes, applying the
-// namespace rule of SPEC §4. ours says the volume id was made by our
+// namespace rule (Attributes.namespace: an inline volume reads only its
+// Pod's namespace). ours says the volume id was made by our
 // Controller; mountGroup is volume_capability.mount.volume_mount_group.
 // Errors name the attribute and map to InvalidArgument.
 func ParseAttributes(vc map[string]string, ours bool, mountGroup string) (*Attributes, error) {

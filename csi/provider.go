@@ -20,7 +20,7 @@ import (
 	"github.com/secretfs/secretfs/volume"
 )
 
-// This file serves secretProviderClass volumes (SPEC §5): files from a
+// This file serves secretProviderClass volumes: files from a
 // Secrets Store CSI provider, through backend/provider's shared entries,
 // mounted and switched by package live like any other volume.
 
