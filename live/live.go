@@ -104,7 +104,8 @@ func Mount(ctx context.Context, c *cache.Cache, dir string, cfg Config) (*Volume
 //  3. Reconnect: the next process dials the keeper for the same kind
 //     (keeper.DialWait), lists its records (keeper.Client.List: descriptor,
 //     Meta and Snapshot per mount) and calls Resume for each mount it
-//     owns; fusefs.Restore rebuilds every version with its generation and
+//     owns (csi.Driver.Resume first checks each record's target with the
+//     target guard); fusefs.Restore rebuilds every version with its generation and
 //     name, so every node ID the kernel holds means what it meant.
 //  4. RESEND: fusefs.FS.Serve writes FUSE_NOTIFY_RESEND, and the kernel
 //     queues again the requests the dead server had read.
