@@ -20,11 +20,9 @@ package bench
 //
 // The anchor is the Secrets Store CSI Driver v1.6.0 (module
 // sigs.k8s.io/secrets-store-csi-driver): it re-fetches on its rotation
-// poll, --rotation-poll-interval, 2m by default
-// (cmd/secrets-store-csi-driver/main.go), so a change takes up to 120 s
-// (60 s on average) to show; and its NodePublishVolume calls the provider
-// once per publish (pkg/secrets-store/nodeserver.go), 100 calls per 100
-// Pods. anchor-driver-poll-s and anchor-driver-calls report those.
+// poll, --rotation-poll-interval, 2m by default, so a change takes up to
+// 120 s (60 s on average) to show; and its NodePublishVolume calls the
+// provider once per publish, 100 calls per 100 Pods. anchor-driver-poll-s and anchor-driver-calls report those.
 
 import (
 	"fmt"

@@ -12,7 +12,7 @@ import (
 	"github.com/secretfs/secretfs/volume"
 )
 
-// readSeconds is how long one reader run lasts (per mode, per b.N).
+// readDuration is how long one reader run lasts (per mode, per b.N).
 func readDuration() time.Duration {
 	if s := os.Getenv("SECRETFS_BENCH_READ_SECONDS"); s != "" {
 		var f float64

@@ -1,24 +1,3 @@
-// Package cache shares Secret reads between mounts, as kubelet's
-// configMapAndSecretChangeDetectionStrategy does: one entry per Secret,
-// identity and strategy family, so every mount of a Secret shares one
-// backend watch or one read. It keeps the last good version through errors
-// and tells subscribers only about real content changes.
-//
-// Identity (SPEC §4 "Sharing and identity"): volumes that read with pod
-// tokens share an entry per service account, since all tokens of one
-// account carry the same RBAC. The entry holds the tokens of its live
-// volumes (identity.go), reads and watches with the freshest unexpired one
-// and moves to the next on a refusal; with none accepted, new subscribers
-// get the refusal and never data read before.
-//
-// Lifecycle of an entry:
-//  1. Subscribe creates it and first() reads once, however many
-//     subscribe at once; a Watch entry then follows the Secret (watch.go);
-//  2. errors keep the last good version and are retried with jittered
-//     backoff shared by the entry (wait.Backoff);
-//  3. once no subscriber is left, park starts the idle timer; after
-//     Options.Idle free stops the entry, wipes the bytes it owns and
-//     forgets it; a wave of frees ends with debug.FreeOSMemory.
 package cache
 
 import (
@@ -38,7 +17,8 @@ import (
 	"github.com/secretfs/secretfs/secret"
 )
 
-// Strategy is how a subscriber learns of changes (SPEC §2 "Updates").
+// Strategy is how a subscriber learns of changes, with the names of
+// kubelet's configMapAndSecretChangeDetectionStrategy.
 type Strategy string
 
 const (

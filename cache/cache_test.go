@@ -548,7 +548,7 @@ func TestUpdateLatency(t *testing.T) {
 
 // TestInvalidIsNotMissing: a Secret that was missing and then appears
 // invalid exists; the state must not say missing (an optional volume would
-// mount empty instead of failing, SPEC §2).
+// mount empty instead of failing).
 func TestInvalidIsNotMissing(t *testing.T) {
 	dir, b := fileBackend(t)
 	c := newCache(t, b, Options{})

@@ -53,7 +53,7 @@ func (e *entry) watch() {
 				healthy.Store(true)
 				if e.apply(ev.Secret, false, nil, time.Now()); e.isImmutable() {
 					immutable.Store(true)
-					cancel() // SPEC §1: never re-read an immutable Secret
+					cancel() // an immutable Secret cannot change: stop watching
 				}
 			}
 		})

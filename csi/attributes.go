@@ -15,7 +15,7 @@ import (
 	"github.com/secretfs/secretfs/volume"
 )
 
-// Attribute keys of volume_context (SPEC §4). Every other key outside
+// Attribute keys of volume_context. Every other key outside
 // podInfoPrefix is refused, so a typo such as `defaultmode` never passes
 // silently.
 const (
@@ -111,7 +111,8 @@ func isInlineID(id string) bool {
 }
 
 // ParseAttributes turns volume_context into Attributes, applying the
-// namespace rule of SPEC §4. ours says the volume id was made by our
+// namespace rule (Attributes.namespace: an inline volume reads only its
+// Pod's namespace). ours says the volume id was made by our
 // Controller; mountGroup is volume_capability.mount.volume_mount_group.
 // Errors name the attribute and map to InvalidArgument.
 func ParseAttributes(vc map[string]string, ours bool, mountGroup string) (*Attributes, error) {
@@ -174,11 +175,9 @@ func parseAttributes(vc map[string]string, origin volumeOrigin, mountGroup strin
 		return nil, fmt.Errorf("volume attribute %s: unknown change detection strategy (want Watch, Cache or Get)", attrChangeDetection)
 	}
 	if v, ok := vc[attrTTL]; ok {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("volume attribute %s: not a positive duration such as 1m", attrTTL)
+		if a.TTL, err = parseTTL(v, "1m"); err != nil {
+			return nil, err
 		}
-		a.TTL = d
 	}
 	if v, ok := vc[attrBase64Keys]; ok {
 		if !a.Static {
@@ -349,6 +348,16 @@ func decodeString(v json.RawMessage, s *string) error {
 // manifest cuts keys: names are not secret, but the caller chooses their
 // length, and a status or log line must stay short.
 const maxNameInMessage = 64
+
+// parseTTL reads the ttl attribute: a positive duration. The error names
+// the attribute and an example, never the value.
+func parseTTL(v, example string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("volume attribute %s: not a positive duration such as %s", attrTTL, example)
+	}
+	return d, nil
+}
 
 // shortKey quotes a name (an attribute key, a field, a namespace) for a
 // message, cut at maxNameInMessage bytes.

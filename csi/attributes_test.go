@@ -106,7 +106,7 @@ func TestParseAttributes(t *testing.T) {
 		}},
 		{name: "mount group not a number", vc: pod("secretName", "s"), group: "wheel", errHas: "volume_mount_group"},
 		{name: "mount group negative", vc: pod("secretName", "s"), group: "-1", errHas: "volume_mount_group"},
-		// The namespace rule (SPEC §4).
+		// The namespace rule: an inline volume reads only its Pod's namespace.
 		{name: "inline other namespace", vc: pod("secretName", "s", "secretNamespace", "other"), errHas: "secretNamespace"},
 		{name: "inline same namespace", vc: pod("secretName", "s", "secretNamespace", "team")},
 		{name: "no pod namespace", vc: map[string]string{"secretName": "s", "secretNamespace": "x"}, errHas: podNamespaceKey},
@@ -199,7 +199,7 @@ func TestControllerID(t *testing.T) {
 
 // kubelet's inline ids make a volume ephemeral whatever its attributes
 // say: "ephemeral: false" written by the Pod's author reaches no other
-// namespace (SPEC §4 "Safety on the node").
+// namespace.
 func TestInlineIDIsEphemeral(t *testing.T) {
 	inline := "csi-" + strings.Repeat("0123456789abcdef", 4)
 	for _, id := range []string{inline, "csi-" + strings.Repeat("f", 64)} {
@@ -299,7 +299,7 @@ func TestAttributeErrorsNameNotValue(t *testing.T) {
 // both work.
 func TestKubeletPodUID(t *testing.T) {
 	for target, want := range map[string]string{
-		"/var/lib/kubelet/pods/u1/volumes/kubernetes.io~csi/foo/mount": "u1",
+		"/var/lib/kubelet/pods/u1/volumes/kubernetes.io~csi/foo/mount":  "u1",
 		"/k/pods/u2/volumes/kubernetes.io~csi/foo/mount":                "u2",
 		"/var/lib/kubelet/pods/u1/volumes/kubernetes.io~csi/foo":        "",
 		"/var/lib/kubelet/pods/u1/volumes/kubernetes.io~nfs/foo/mount":  "",

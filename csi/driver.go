@@ -1,8 +1,3 @@
-// Package csi is the secretfs CSI plugin: kubelet's `secret` volume served
-// as a CSI driver. As in cert-manager's csi-lib, the gRPC layer (identity,
-// controller, node, server) validates requests and maps errors, and knows
-// nothing of storage; volumes.go turns a validated request into a live
-// FUSE mount.
 package csi
 
 import (

@@ -13,7 +13,9 @@ import (
 )
 
 // mountError maps an error of live.Mount (or of building a Secret from the
-// request) to the gRPC code SPEC §4 gives it. The messages name objects
+// request) to its gRPC code: NotFound for a missing Secret or key,
+// FailedPrecondition for an invalid Secret, PermissionDenied for a refused
+// identity, Unavailable when the source cannot be read, else Internal. The messages name objects
 // and keys, never values, so they travel to kubelet's Pod events as is.
 func mountError(err error) error {
 	if err == nil {

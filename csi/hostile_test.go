@@ -25,8 +25,8 @@ import (
 )
 
 // These tests send the plugin what a careless or hostile caller of its
-// socket would, and check that it harms nothing (SPEC §4 "Safety on the
-// node"). They run only inside a private mount namespace, with every
+// socket would, and check that it harms nothing (the rules of
+// target.go and package targetpath). They run only inside a private mount namespace, with every
 // target below the test's temp folder: `/` is sent only there.
 
 // snapshot is what a path holds, to prove a refused call touched nothing.

@@ -12,7 +12,8 @@ func (d *Driver) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi
 }
 
 // GetPluginCapabilities advertises the minimal Controller: without it
-// csi-sanity never publishes a real volume (FACTS.md "csi-sanity").
+// csi-sanity never publishes a real volume (its node publish tests take
+// their volume from CreateVolume only).
 func (d *Driver) GetPluginCapabilities(context.Context, *csi.GetPluginCapabilitiesRequest) (*csi.GetPluginCapabilitiesResponse, error) {
 	return &csi.GetPluginCapabilitiesResponse{Capabilities: []*csi.PluginCapability{{
 		Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{

@@ -48,8 +48,11 @@ func (d *Driver) meta(volumeID, key string, a *Attributes, id backend.Identity) 
 // of kind csi; the keeper keeps other kinds to itself), before
 // anything else looks at the targets (a held mount whose server is gone
 // blocks every request until it is served again). It returns how many
-// volumes it serves again; a volume that cannot be taken back is
-// detached so kubelet's next republish mounts it afresh.
+// volumes it serves again. A record whose target the rules refuse is left
+// held; a volume that cannot be taken back is forgotten by the keeper, so
+// its connection ends and CleanupStale removes the dead mount for
+// kubelet's next republish to mount afresh. The takeover of one mount,
+// step by step, is written at live.Resume.
 func (d *Driver) Resume(ctx context.Context) (int, error) {
 	if d.cfg.Keeper == nil {
 		return 0, nil

@@ -8,8 +8,8 @@ import (
 	"github.com/secretfs/secretfs/targetpath"
 )
 
-// This file binds an inline volume's pod info to its target (SPEC §4: a
-// Pod never reads another namespace's Secret). An inline volume's
+// This file binds an inline volume's pod info to its target (a Pod
+// never reads another namespace's Secret). An inline volume's
 // attributes are the Pod author's. With podInfoOnMount kubelet overrides
 // the csi.storage.k8s.io/pod.* keys with the truth; without it, it passes
 // the author's own, and `pod.namespace: kube-system` would be believed.

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"syscall"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -20,7 +19,7 @@ import (
 	"github.com/secretfs/secretfs/volume"
 )
 
-// This file serves secretProviderClass volumes (SPEC §5): files from a
+// This file serves secretProviderClass volumes: files from a
 // Secrets Store CSI provider, through backend/provider's shared entries,
 // mounted and switched by package live like any other volume.
 
@@ -78,14 +77,12 @@ func parseProviderAttributes(vc map[string]string, mountGroup string) (*Attribut
 	default:
 		return nil, fmt.Errorf("volume attribute %s: unknown change detection strategy (want Cache or Get)", attrChangeDetection)
 	}
-	if v, ok := vc[attrTTL]; ok {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("volume attribute %s: not a positive duration such as 2m", attrTTL)
-		}
-		a.TTL = d
-	}
 	var err error
+	if v, ok := vc[attrTTL]; ok {
+		if a.TTL, err = parseTTL(v, "2m"); err != nil {
+			return nil, err
+		}
+	}
 	if a.Spec.FSGroup, err = parseMountGroup(mountGroup); err != nil {
 		return nil, err
 	}

@@ -71,7 +71,7 @@ func SocketPath(endpoint string) (string, error) {
 
 // Run serves until ctx is done, then stops (in-flight calls get a few
 // seconds) and removes its sockets. Mounts stay: the next process finds
-// and cleans them if nothing keeps them alive (SPEC §4).
+// and cleans them if nothing keeps them alive (Driver.CleanupStale).
 func (s *Server) Run(ctx context.Context) error {
 	path, err := SocketPath(s.opts.Endpoint)
 	if err != nil {

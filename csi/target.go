@@ -17,8 +17,7 @@ import (
 	"github.com/secretfs/secretfs/targetpath"
 )
 
-// This file decides what the plugin may do at a target (SPEC §4 "Safety
-// on the node"). Every path first passes the guard (targetpath); then:
+// This file decides what the plugin may do at a target. Every path first passes the guard (targetpath); then:
 //
 //   - a mount is ours if this process's bookkeeping holds it (its own
 //     publishes and the mounts it took back from the keeper), or, for a

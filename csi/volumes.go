@@ -91,7 +91,7 @@ func (d *Driver) liveConfig(target string, mt *mount, a *Attributes) live.Config
 		Identity:  id,
 		Strategy:  a.Strategy,
 		TTL:       a.TTL,
-		// CSI volumes are root's, as kubelet's (SPEC §2); fsGroup sets
+		// CSI volumes are root's, as kubelet's secret volumes are; fsGroup sets
 		// the group and setgid folders. Pods run as other users, so the
 		// mount allows them (the file modes decide).
 		FS:     fusefs.Options{UID: 0, GID: 0, FSGroup: a.Spec.FSGroup, Name: mountSource, AllowOther: true},
@@ -129,7 +129,7 @@ func (d *Driver) mount(ctx context.Context, r publishRequest, key string) (*moun
 
 // republish refreshes a mounted volume (requiresRepublish, the Get
 // strategy, new `secrets`). A failure keeps the last good version and
-// still answers OK (SPEC §4); live counts it.
+// still answers OK, so kubelet keeps the Pod running; live counts it.
 func (d *Driver) republish(ctx context.Context, mt *mount, r publishRequest) {
 	var err error
 	if r.attrs.Provider != nil { // same attributes as mt's: the keys match

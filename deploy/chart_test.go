@@ -18,9 +18,6 @@ import (
 
 const chartDir = "chart/secretfs"
 
-// header starts every deploy/*.yaml that chart.sh renders.
-const header = "# Rendered from deploy/chart/secretfs by `make deploy` (default values): edit the chart, not this file."
-
 // helm returns the helm binary, building it on first use (deploy/build-helm.sh,
 // ~2 min cold); -short skips instead when it is not built yet.
 func helm(t *testing.T) string {

@@ -10,7 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Kubernetes' test/e2e/common/storage/secrets_volume.go, each case run as a
+// The cases of Kubernetes' secret volume conformance tests (its e2e
+// suite, secrets_volume.go), each case run as a
 // secretfs CSI inline volume beside kubelet's own secret volume.
 
 var conformanceData = map[string]string{"data-1": "value-1\n", "data-2": "value-2\n", "data-3": "value-3\n"}

@@ -228,7 +228,7 @@ done`
 		t.Errorf("the new plugin did not take the mount over (%v):\n%s", err, indent(plog))
 	}
 
-	dsPod = upgradeKeeper(t, ctx, ns, reader, keeperDS, ds, dsPod, kcm, step)
+	upgradeKeeper(t, ctx, ns, reader, keeperDS, ds, dsPod, kcm, step)
 	zero = int64(0)
 	kc.CoreV1().Pods(ns).Delete(ctx, reader.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	if err := waitNoSecretfsMounts(2 * time.Minute); err != nil {

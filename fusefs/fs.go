@@ -1,23 +1,3 @@
-// Package fusefs is the in-memory, read-only FUSE filesystem of one volume,
-// laid out as kubelet's atomic writer lays out a secret volume:
-//
-//	..2026_11_26_22_08_37.12345/   the files of one version
-//	..data -> ..2026_11_26_22_08_37.12345
-//	username -> ..data/username    one link per top-level name
-//
-// It implements go-fuse's RawFileSystem directly so that node IDs are
-// derived from (version, path) instead of being handed out at lookup: a
-// version switch is one atomic pointer change, and a later server can
-// rebuild every ID the kernel holds.
-//
-// The file bytes of a version live in secret memory (package secmem):
-// locked, kept out of core dumps, and shared by content, so volumes that
-// show the same Secret version hold one copy (bytes.go). When they may be
-// let go is written once, at maybeDrop (update.go).
-//
-// Mount mounts with mount(2) as root and through fusermount3 as any other
-// user (fusermount.go); either way the process keeps the /dev/fuse
-// descriptor, which a keeper can hold so that a later server takes over.
 package fusefs
 
 import (

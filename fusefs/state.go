@@ -110,7 +110,6 @@ func Restore(opts Options, s Snapshot) (*FS, error) {
 		if v.gen == s.Current {
 			cur = v
 		} else {
-			v.retired.Store(time.Now().UnixNano())
 			time.AfterFunc(fs.opts.Grace, func() { fs.hide(v) })
 		}
 	}

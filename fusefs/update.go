@@ -13,12 +13,32 @@ import (
 // ErrUnmounted is returned by Update once the mount is gone.
 var ErrUnmounted = errors.New("volume is unmounted")
 
-// Update switches the volume to a new version in one step: the `..data`
-// link of the new version replaces the old one under the lock, so a reader
-// resolves either all old or all new files. The kernel is then told to drop
-// its cached entries of the old version (FUSE_NOTIFY_DELETE, which also
-// gives watchers IN_DELETE_SELF); files opened before keep reading the old
-// version until they are closed and forgotten.
+// Update switches the volume to a new version. A version's whole life, in
+// order (the first three under fs.mu, so a reader resolves either all old
+// or all new files):
+//
+//  1. Build: newVersion lays out p with node IDs from its sorted paths, and
+//     shareFiles puts the bytes into a block of secret memory
+//     (secmem.Share), reusing the block of any version with the same
+//     contents.
+//  2. Journal: the keeper, if any, gets the version (Journal.PutVersion)
+//     before the kernel can see a node of it, so a server that dies
+//     mid-switch is replaced by one that answers for every ID.
+//  3. Switch: install makes it current; from now on `..data` resolves to
+//     the new folder.
+//  4. Invalidate: invalidate tells the kernel to drop its cached entries of
+//     the old version (FUSE_NOTIFY_DELETE, which also gives watchers
+//     IN_DELETE_SELF); files opened before keep reading the old version.
+//  5. Grace: after Options.Grace, hide stops finding the old folder by name
+//     and tells the kernel it is gone; readers who resolved `..data` just
+//     before the switch had the grace to open their files.
+//  6. Retire: maybeDrop, called by hide and again by every Forget, removes
+//     a hidden version once the kernel holds none of its nodes, and tells
+//     the journal (Journal.DropVersion). Versions restored from a snapshot
+//     have unknown lookup counts and are kept until the unmount.
+//  7. Wipe: version.wipe releases the block; the last holder zeroes and
+//     unmaps it (secmem.Block.Release). At the end of the session wipeAll
+//     does the same for every version left.
 func (fs *FS) Update(p *volume.Payload) error {
 	fs.mu.Lock()
 	if fs.ended {
@@ -41,7 +61,6 @@ func (fs *FS) Update(p *volume.Payload) error {
 		}
 	}
 	fs.install(v)
-	old.retired.Store(v.created.UnixNano())
 	fs.mu.Unlock()
 	metrics.Switches.Inc()
 

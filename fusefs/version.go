@@ -30,9 +30,8 @@ type version struct {
 	size int
 	top  []string
 
-	refs    atomic.Int64 // kernel lookups not yet forgotten
-	retired atomic.Int64 // unix nanos when replaced; 0 while current
-	hidden  atomic.Bool  // grace over: no longer found by name
+	refs   atomic.Int64 // kernel lookups not yet forgotten
+	hidden atomic.Bool  // grace over: no longer found by name
 	// refsUnknown: restored from a snapshot, so lookups made by the
 	// previous server are not counted; kept until the unmount.
 	refsUnknown bool

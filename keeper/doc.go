@@ -5,18 +5,18 @@
 // It holds no logic that would need frequent upgrades: it stores, lists and
 // forgets opaque records, nothing more.
 //
-// A takeover, from start to end:
-//  1. A server dials the keeper (Dial): each end checks with SO_PEERCRED
-//     that the other runs as its own uid, then Hello and Welcome settle
-//     the protocol version and the connection's record kind (csi, mount).
-//  2. It registers each mount (Client.Register, through fusefs.FS.Attach)
-//     with a dup of its descriptor, then keeps the record current: every
-//     version is Put before the kernel can see it, Dropped once gone.
-//  3. The server dies; the keeper still holds the descriptor, so the mount
-//     lives on and its requests wait.
-//  4. The next server lists the records of its kind (Client.List), rebuilds
-//     each filesystem from its snapshot (fusefs.Restore) and serves it on
-//     the handed-over descriptor.
+// The takeover, step by step, is written once at live.Resume. The
+// keeper's part in it: a server dials it (Dial), and each end checks with
+// SO_PEERCRED that the other runs as its own uid before Hello and Welcome
+// settle the protocol version and the connection's record kind (csi,
+// mount). Client.Register hands it a mount's descriptor and record
+// (through fusefs.FS.Attach); every version is Put before the kernel can
+// see it and Dropped once gone, and a Register counts the Puts that follow
+// it, so a record is swapped in only once complete. After the server
+// dies the held descriptor keeps the mount alive and its requests waiting;
+// the next server of the same kind lists the records (Client.List) and
+// serves each mount on. A mount whose connection the kernel ended is
+// forgotten (reap).
 //
 // The wire format and its compatibility rule are in package keeper/wire.
 package keeper

@@ -460,13 +460,6 @@ func (k *Keeper) reap(ctx context.Context) {
 	}
 }
 
-// Held is the number of mounts held (tests, logs).
-func (k *Keeper) Held() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return len(k.mounts)
-}
-
 // peerUID is the uid of the process at the other end of c (SO_PEERCRED).
 func peerUID(c *net.UnixConn) (int, error) {
 	raw, err := c.SyscallConn()

@@ -29,7 +29,8 @@ import (
 	"github.com/secretfs/secretfs/volume"
 )
 
-// These tests check SPEC §4 "Sharing and identity" against a real
+// These tests check how volumes share reads by identity (package cache,
+// "Identity") against a real
 // kube-apiserver: Pods with their own bound tokens from the TokenRequest
 // API, RBAC Roles granted and deleted, and watches counted by the
 // apiserver itself (apiserver_longrunning_requests).

@@ -1,7 +1,3 @@
-// Package live keeps one mounted volume fresh: it follows a Secret (through
-// the shared cache, or from updates pushed by its owner), projects each
-// version and switches the FUSE filesystem to it. Both `secretfs mount` and
-// the CSI plugin mount volumes through it.
 package live
 
 import (
@@ -87,7 +83,39 @@ func Mount(ctx context.Context, c *cache.Cache, dir string, cfg Config) (*Volume
 
 // Resume takes over a mount a keeper held for a process that is gone: the
 // filesystem is rebuilt from the snapshot, served on the handed-over
-// descriptor, registered again and kept fresh like any other.
+// descriptor, registered again and kept fresh like any other. It is where
+// both takeovers (csi.Driver.Resume for the plugin, mountOrResume in
+// cmd/secretfs for `secretfs mount --keeper`) meet. A takeover, in order:
+//
+//  1. Register: the server dials the keeper (keeper.Dial: each end checks
+//     the other's uid with SO_PEERCRED, and they settle the protocol
+//     version and the connection's record kind, csi or mount). Every
+//     mount made with Config.Keeper then registers (keep):
+//     fusefs.FS.Attach hands keeper.Client.Register a Snapshot of every
+//     version the kernel may still reference, sent with a dup of the
+//     /dev/fuse descriptor. From then on the journal keeps the keeper's
+//     record current (PutVersion before each switch, DropVersion after
+//     each release), and the keeper writes the mount's notices to the
+//     kernel (Notify), so this process never waits on its own mount.
+//  2. Crash: the serving process dies (SIGKILL, panic, upgrade). The
+//     kernel keeps the connection, because the keeper's descriptor holds
+//     it open; requests wait in its queue, and those the dead server had
+//     read but not answered stay in its processing queue.
+//  3. Reconnect: the next process dials the keeper for the same kind
+//     (keeper.DialWait), lists its records (keeper.Client.List: descriptor,
+//     Meta and Snapshot per mount) and calls Resume for each mount it
+//     owns (csi.Driver.Resume first checks each record's target with the
+//     target guard); fusefs.Restore rebuilds every version with its generation and
+//     name, so every node ID the kernel holds means what it meant.
+//  4. RESEND: fusefs.FS.Serve writes FUSE_NOTIFY_RESEND, and the kernel
+//     queues again the requests the dead server had read.
+//  5. Serve: a go-fuse server reads the connection again (serve; with
+//     PollReads it waits in the netpoller and reads the held descriptor
+//     itself, so a later crash again leaves unanswered requests to
+//     resend). keep registers the rebuilt filesystem, Reconcile replays the
+//     notices of switches the dead server may not have delivered, and the
+//     volume subscribes to the cache again; until the source answers it
+//     shows what the old process showed.
 func Resume(ctx context.Context, c *cache.Cache, e keeper.Entry, cfg Config) (*Volume, error) {
 	v := newVolume(e.ID, cfg)
 	fs, err := fusefs.Restore(v.cfg.FS, e.Snap)
@@ -211,7 +239,7 @@ func (v *Volume) follow(st cache.State) {
 
 // apply switches to the version of s. A missing Secret empties an
 // optional volume; a non-optional one keeps its last good version and the
-// error is returned (SPEC §2).
+// error is returned.
 func (v *Volume) apply(s *secret.Secret, missing bool) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -315,8 +343,8 @@ func (v *Volume) Unmount() error {
 	return err
 }
 
-// Abandon stops serving without unmounting, for a planned restart with a
-// keeper: the next process takes the mount over.
+// Abandon stops following the Secret without unmounting, for a planned
+// restart with a keeper: the next process takes the mount over.
 func (v *Volume) Abandon() {
 	if v.sub != nil {
 		v.sub.Close()
@@ -328,9 +356,6 @@ func (v *Volume) Done() <-chan struct{} { return v.fs.Done() }
 
 // Dir is where the volume is mounted.
 func (v *Volume) Dir() string { return v.dir }
-
-// FS exposes the filesystem (stats, tests).
-func (v *Volume) FS() *fusefs.FS { return v.fs }
 
 func closeFD(fd int) {
 	if fd >= 0 {

@@ -38,6 +38,17 @@ func Text(n *yaml.Node) (string, bool) {
 	return n.Value, true
 }
 
+// LookupText is the string value of key in map n: "" when absent or not a
+// string, an *Error when the key is written twice (see Lookup).
+func LookupText(n *yaml.Node, key string) (string, error) {
+	v, err := Lookup(n, key)
+	if err != nil {
+		return "", err
+	}
+	s, _ := Text(v)
+	return s, nil
+}
+
 // deref follows one alias.
 func deref(n *yaml.Node) *yaml.Node {
 	if n != nil && n.Kind == yaml.AliasNode {

@@ -1,6 +1,3 @@
-// Package metrics holds the Prometheus collectors of secretfs in one
-// registry, so the CSI plugin and the workstation tool expose the same set.
-// Labels carry outcomes and strategies, never Secret names or values.
 package metrics
 
 import (
@@ -44,9 +41,9 @@ var (
 	Watches = reg.NewGauge(prometheus.GaugeOpts{
 		Name: "secretfs_watches", Help: "Backend watches currently open.",
 	})
-	// BackendReads counts backend Get calls by result.
+	// BackendReads counts backend Get calls by result (cache.readResult).
 	BackendReads = reg.NewCounterVec(prometheus.CounterOpts{
-		Name: "secretfs_backend_reads_total", Help: "Backend reads by result (ok, notfound, invalid, error).",
+		Name: "secretfs_backend_reads_total", Help: "Backend reads by result (ok, notfound, invalid, forbidden, error).",
 	}, []string{"result"})
 	// UpdateSeconds is the time from a change seen by the cache to the
 	// new version being served by a mount.

@@ -13,7 +13,8 @@ type EnvVar struct {
 	Value []byte
 }
 
-// envNameRE is the variable name rule of SPEC §3 (POSIX shell names).
+// envNameRE is the variable name rule of `secretfs env` and `exec`: POSIX
+// shell names, so every exported line can be sourced.
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // IsEnvName reports whether key can be an environment variable name.

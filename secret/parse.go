@@ -67,7 +67,7 @@ func collect(out []Parsed, n *yaml.Node, defaultKind, where, origin string) ([]P
 	if n == nil || n.Kind != yaml.MappingNode {
 		return out, errors.New("not an object")
 	}
-	kind, err := lookupText(n, "kind")
+	kind, err := manifest.LookupText(n, "kind")
 	if err != nil {
 		return out, err
 	}
@@ -76,7 +76,7 @@ func collect(out []Parsed, n *yaml.Node, defaultKind, where, origin string) ([]P
 	}
 	switch {
 	case kind == "Secret":
-		apiVersion, err := lookupText(n, "apiVersion")
+		apiVersion, err := manifest.LookupText(n, "apiVersion")
 		if err != nil {
 			return out, err
 		}
@@ -139,26 +139,16 @@ func identity(n *yaml.Node) (namespace, name string, ok bool) {
 	if err != nil {
 		return "", "", false
 	}
-	if name, err = lookupText(meta, "name"); err != nil {
+	if name, err = manifest.LookupText(meta, "name"); err != nil {
 		return "", "", false
 	}
-	if namespace, err = lookupText(meta, "namespace"); err != nil {
+	if namespace, err = manifest.LookupText(meta, "namespace"); err != nil {
 		return "", "", false
 	}
 	if namespace == "" {
 		namespace = "default"
 	}
 	return namespace, name, true
-}
-
-// lookupText is the string value of key, "" when absent or not a string.
-func lookupText(n *yaml.Node, key string) (string, error) {
-	v, err := manifest.Lookup(n, key)
-	if err != nil {
-		return "", err
-	}
-	s, _ := manifest.Text(v)
-	return s, nil
 }
 
 // rawMeta is the part of metadata a Secret needs. Annotations are raw so

@@ -36,7 +36,8 @@ func reasons(errs []string) error {
 	return errors.New(strings.Join(errs, "; "))
 }
 
-// Validate checks every rule of SPEC §1 on a Secret whose data is already
+// Validate checks the API server's rules (name, namespace, keys, type and
+// the keys its type requires) on a Secret whose data is already
 // decoded and merged. It sets an empty Type to "Opaque" and an empty
 // Namespace to "default". Errors are
 // *InvalidError and never contain a value.

@@ -1,6 +1,6 @@
 // Package targetpath holds the one check every path kubelet names to the
 // CSI plugin passes before the plugin looks at, mounts on, unmounts or
-// removes anything there (SPEC §4 "Safety on the node").
+// removes anything there.
 //
 // The plugin runs as root in the host's mount namespace, so a path is
 // refused, and nothing touched, unless it is:

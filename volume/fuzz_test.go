@@ -11,7 +11,7 @@ import (
 // FuzzItems drives item paths and modes through ParseMode, ValidatePath
 // and Project with a Secret whose values are the marker. It must not
 // panic; no error may contain a value (paths, keys and modes are named,
-// values never); an accepted path or mode obeys the rules of SPEC §2.
+// values never); an accepted path or mode obeys the item rules of a secret volume.
 func FuzzItems(f *testing.F) {
 	for _, seed := range []struct{ key, path, mode, def string }{
 		{"a", "a", "0400", ""}, {"a", "x/y/a", "0o777", "0640"}, {"a", "../a", "", ""},
@@ -69,7 +69,8 @@ func FuzzItems(f *testing.F) {
 	})
 }
 
-// checkAccepted re-states the item path rules of SPEC §2 independently.
+// checkAccepted re-states the item path rules independently of
+// ValidatePath: relative, no `..` element, no empty element.
 func checkAccepted(t *testing.T, p string) {
 	t.Helper()
 	elems := strings.Split(p, "/")

@@ -110,7 +110,7 @@ var classStrict = decode.Options{StringMaps: []string{"spec.parameters"}}
 // appendClasses adds the class n is, or those of a List n is; other kinds
 // are looked at no further (their errors are not ours to report).
 func appendClasses(out []*backend.ProviderClass, n *yaml.Node) ([]*backend.ProviderClass, error) {
-	kind, err := text(n, "kind")
+	kind, err := decode.LookupText(n, "kind")
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +130,7 @@ func appendClasses(out []*backend.ProviderClass, n *yaml.Node) ([]*backend.Provi
 	default:
 		return out, nil
 	}
-	if v, err := text(n, "apiVersion"); err != nil || v != classAPIVersion {
+	if v, err := decode.LookupText(n, "apiVersion"); err != nil || v != classAPIVersion {
 		return out, err // v1alpha1 and others: not served
 	}
 	js, err := decode.ToJSON(n, classStrict)
@@ -156,14 +156,4 @@ func appendClasses(out []*backend.ProviderClass, n *yaml.Node) ([]*backend.Provi
 	}
 	return append(out, &backend.ProviderClass{Namespace: ns, Name: d.Metadata.Name,
 		Provider: d.Spec.Provider, Parameters: d.Spec.Parameters}), nil
-}
-
-// text is the string at key of map n ("" if absent or not a string).
-func text(n *yaml.Node, key string) (string, error) {
-	v, err := decode.Lookup(n, key)
-	if err != nil {
-		return "", err
-	}
-	s, _ := decode.Text(v)
-	return s, nil
 }

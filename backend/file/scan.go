@@ -40,7 +40,8 @@ type scan struct {
 	objs   map[key][]found
 }
 
-// isManifest picks the files SPEC §3 names. Hidden files are skipped: they
+// isManifest picks the manifests of the folder: *.yaml, *.yml and *.json,
+// directly in it. Hidden files are skipped: they
 // are editors' temporaries or the "..data" links of a mounted ConfigMap.
 func isManifest(name string) bool {
 	if strings.HasPrefix(name, ".") {
@@ -76,14 +77,7 @@ func (b *Backend) readDir() *scan {
 		}
 		path := filepath.Join(dir, e.Name())
 		real, st, lo, err := statManifest(path)
-		switch {
-		case errors.Is(err, errGone):
-			continue
-		case err != nil:
-			s.broken[path] = err
-			continue
-		case lo != nil:
-			s.left[path] = *lo
+		if !s.readable(path, lo, err) {
 			continue
 		}
 		if parsed, ok := b.parsed.get(path, stampOf(&st)); ok {
@@ -92,14 +86,7 @@ func (b *Backend) readDir() *scan {
 			continue
 		}
 		data, lo, err := readManifest(real)
-		switch {
-		case errors.Is(err, errGone):
-			continue
-		case err != nil:
-			s.broken[path] = err
-			continue
-		case lo != nil:
-			s.left[path] = *lo
+		if !s.readable(path, lo, err) {
 			continue
 		}
 		parsed, err := secret.ParseManifests(data, path)
@@ -117,6 +104,23 @@ func (b *Backend) readDir() *scan {
 		s.add(path, parsed)
 	}
 	return s
+}
+
+// readable notes why path was not read (broken or left out) and says
+// whether the scan goes on with it; a file gone since listing is skipped
+// silently.
+func (s *scan) readable(path string, lo *leftOut, err error) bool {
+	switch {
+	case errors.Is(err, errGone):
+		return false
+	case err != nil:
+		s.broken[path] = err
+		return false
+	case lo != nil:
+		s.left[path] = *lo
+		return false
+	}
+	return true
 }
 
 func (s *scan) add(path string, parsed []secret.Parsed) {

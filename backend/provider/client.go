@@ -19,7 +19,8 @@ import (
 	"github.com/secretfs/secretfs/metrics"
 )
 
-// Defaults of the provider client (SPEC §5).
+// DefaultDirs are the folders the Secrets Store CSI Driver looks in for
+// provider sockets, so its providers are found where they listen.
 var DefaultDirs = []string{"/var/run/secrets-store-csi-providers", "/etc/kubernetes/secrets-store-csi-providers"}
 
 const (
@@ -34,7 +35,7 @@ const (
 const apiVersion = "v1alpha1"
 
 // nameRE is the driver's check of provider names (it allows an empty
-// name; an empty spec.provider is no provider at all, so SPEC §5 does
+// name; an empty spec.provider is no provider at all, so this check does
 // not). It keeps a name from reaching outside the socket folders.
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,30}$`)
 

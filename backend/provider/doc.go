@@ -25,6 +25,9 @@
 //     counted.
 //  5. The last volume to leave stops the timer and wipes the files.
 //
-// Errors carry the gRPC code SPEC §5 gives them (GRPCStatus), so the CSI
+// Errors carry their gRPC code (GRPCStatus: InvalidArgument for a bad
+// provider name, NotFound or PermissionDenied for the class, Unavailable
+// or DeadlineExceeded for a provider that does not answer,
+// FailedPrecondition for a reply that breaks the file rules), so the CSI
 // layer passes them on as they are.
 package provider

@@ -63,7 +63,7 @@ type Member struct {
 // Join adds the volume of req to its entry. It asks the provider unless
 // the entry holds files younger than the ttl (Cache); a Get volume always
 // asks. A failed call fails the join even when the entry holds files: a
-// publish fails on the provider's error (SPEC §5); only refreshes of
+// publish fails on the provider's error, as the driver's does; only refreshes of
 // mounted volumes keep the last good files. mount gets the files to show
 // first (the entry is locked meanwhile, so no switch can pass it);
 // onChange gets every later change. Errors are *Error; the volume is then

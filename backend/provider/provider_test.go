@@ -22,8 +22,9 @@ import (
 	"github.com/secretfs/secretfs/metrics"
 )
 
-// The Mount request is the driver's, field by field (its nodeserver.go
-// and provider_client.go), and Version comes once per connection.
+// The Mount request is the Secrets Store CSI Driver's, field by field (as
+// its NodePublishVolume and provider client build it), and Version comes
+// once per connection.
 func TestMountRequestIsTheDrivers(t *testing.T) {
 	e := newEnv(t, ClientOptions{})
 	req := request("pod-1", StrategyGet, 0)
@@ -81,7 +82,7 @@ func TestMountRequestIsTheDrivers(t *testing.T) {
 		t.Errorf("after the changed reply: %d changes, %v", v.changes, v.current())
 	}
 
-	// No nodePublishSecretRef and no tokens: secrets is "{}", as SPEC says.
+	// No nodePublishSecretRef and no tokens: secrets is "{}", as the driver sends it.
 	req2 := request("pod-2", StrategyGet, 0)
 	req2.Secrets = nil
 	e.mustJoin(req2)

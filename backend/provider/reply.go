@@ -66,7 +66,7 @@ var codeRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 // checkReply turns a Mount reply into Files, or refuses it: a non-empty
 // error.code is Unavailable naming it; a path or mode that a secret
 // volume's item would not be allowed is FailedPrecondition naming the
-// path (volume.ValidateLayout, the rules of SPEC §2). Mode 0 means
+// path (volume.ValidateLayout, the rules of secret volume items). Mode 0 means
 // defaultMode.
 func checkReply(provider string, resp *v1alpha1.MountResponse, defaultMode int32) (*Files, error) {
 	if c := resp.GetError().GetCode(); c != "" {

@@ -13,7 +13,7 @@ import (
 	"github.com/secretfs/secretfs/backend"
 )
 
-// Strategy is how a provider volume follows changes (SPEC §5): Cache asks
+// Strategy is how a provider volume follows changes: Cache asks
 // on a timer and at every republish, Get at every publish and republish.
 type Strategy string
 
@@ -70,7 +70,8 @@ func (r *Request) key() [sha256.Size]byte {
 	return sha256.Sum256(js)
 }
 
-// newRequest builds the driver's MountRequest (its nodeserver.go):
+// newRequest builds the MountRequest as the Secrets Store CSI Driver's
+// NodePublishVolume does:
 // attributes = the class's parameters overlaid with the volume context,
 // plus the tokens when kubelet put them in secrets; secrets = the
 // request's secrets as JSON ("{}" if none); permission = the default

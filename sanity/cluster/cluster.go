@@ -1,13 +1,3 @@
-// Package cluster runs a real Kubernetes control plane (etcd v3.7.3 and
-// kube-apiserver v1.37.2, built from the Go module proxy by build.sh) on
-// 127.0.0.1 for tests: no controller-manager, no scheduler, no nodes.
-//
-// Timeouts: the first use on a machine builds the binaries (~11 min cold on
-// 2 cores, seconds afterwards), longer than go test's default -timeout 10m.
-// Run build.sh beforehand, or pass -timeout 30m (as `make test` should). If
-// the test deadline comes first, the build carries on in the background and
-// the test fails saying so; the next run picks up the finished binaries.
-// With -short, Start skips instead of building.
 package cluster
 
 import (
@@ -54,15 +44,14 @@ type Cluster struct {
 	AdminToken string // bearer token of user "admin" in group system:masters
 	AuditLog   string // JSON lines, see AuditEvents
 
-	opts     Options
-	caPEM    []byte
-	apiArgs  []string
-	etcd     *proc
-	apiSrv   *proc
-	ownsDir  bool
-	etcdURL  string
-	apiPort  int
-	readyFor time.Duration
+	opts    Options
+	caPEM   []byte
+	apiArgs []string
+	etcd    *proc
+	apiSrv  *proc
+	ownsDir bool
+	etcdURL string
+	apiPort int
 }
 
 // StartControlPlane starts etcd and kube-apiserver with their state in dir
@@ -193,8 +182,7 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 	if err := c.waitHTTP(ctx, p, c.Host+"/readyz", true); err != nil {
 		return err
 	}
-	c.readyFor = time.Since(t0)
-	c.opts.Log.Info("kube-apiserver ready", "host", c.Host, "pid", p.PID(), "took", c.readyFor.Round(time.Millisecond))
+	c.opts.Log.Info("kube-apiserver ready", "host", c.Host, "pid", p.PID(), "took", time.Since(t0).Round(time.Millisecond))
 	return nil
 }
 
@@ -269,6 +257,3 @@ func (c *Cluster) PIDs() map[string]int {
 	}
 	return m
 }
-
-// APIServerReadyAfter is how long the last (re)start of kube-apiserver took.
-func (c *Cluster) APIServerReadyAfter() time.Duration { return c.readyFor }

@@ -21,9 +21,6 @@ type Plugin struct {
 	p        *proc
 }
 
-// PID of the plugin process.
-func (p *Plugin) PID() int { return p.p.PID() }
-
 // StartPlugin runs `bin csi` as a host process, the way the DaemonSet runs
 // it: CSI socket in KubeletRoot/plugins/<driver>/, registration through its
 // own socket in kubelet's plugins_registry (no node-driver-registrar), the

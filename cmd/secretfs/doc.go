@@ -1,0 +1,18 @@
+// Command secretfs shows Kubernetes Secrets as files without writing them
+// to disk. Each subcommand only turns flags into calls of the packages:
+//
+//   - mount (mount.go): one Secret at a mount point, in the foreground:
+//     openSource picks the backend (file:DIR or kube), cache.New shares it,
+//     live.Mount mounts and follows the Secret;
+//   - csi (csi.go): the CSI node plugin: the same backend and cache, the
+//     Secrets Store provider pool (provider.go) and csi.New served on
+//     the --endpoint socket, metrics on --metrics-addr; with --keeper it
+//     first takes back the mounts the keeper holds
+//     (csi.Driver.Resume);
+//   - keeper (keeper.go): the process that holds mounts alive across
+//     restarts of their server (package keeper);
+//   - env and exec (env.go): a Secret as environment variables.
+//
+// main calls secmem.Harden before any subcommand runs, so no core dump of
+// any of them can hold a Secret.
+package main

@@ -1,0 +1,30 @@
+// Package fusefs is the in-memory, read-only FUSE filesystem of one volume,
+// the last step before the kernel: package volume has turned a Secret into
+// a Payload (paths, modes, bytes), and fusefs shows it laid out as
+// kubelet's atomic writer lays out a secret volume:
+//
+//	..2026_11_26_22_08_37.12345/   the files of one version
+//	..data -> ..2026_11_26_22_08_37.12345
+//	username -> ..data/username    one link per top-level name
+//
+// It implements go-fuse's RawFileSystem directly (ops.go) so that node IDs
+// are derived from (version, index of the sorted path) instead of being
+// handed out at lookup. Two things rest on that invariant, and a change
+// must keep both: a switch never changes what an inode the kernel holds
+// shows (open files of an old version keep reading it), and a later server
+// rebuilds every ID the kernel holds from a Snapshot (state.go).
+//
+// A version's life (build, switch, grace, retire, wipe) is written once, as
+// a numbered list, in the doc comment of Update; the functions it names
+// are in update.go, version.go, bytes.go and, for the bytes, package
+// secmem: one copy per distinct content, locked and kept out of core
+// dumps, zeroed and unmapped by the last Release.
+//
+// Mount mounts with mount(2) as root and through fusermount3 as any other
+// user (fusermount.go); either way the process keeps the /dev/fuse
+// descriptor. A keeper (package keeper) can hold a copy of it together
+// with a Snapshot kept current through the Journal, so that after a crash
+// Restore and Serve take the mount over (see Serve for the steps).
+// Notices to the kernel (notify.go) go through the keeper while one holds
+// the mount, so that a server never blocks on its own connection.
+package fusefs

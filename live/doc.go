@@ -1,0 +1,21 @@
+// Package live keeps one mounted volume fresh, and is where the layers
+// meet: it subscribes to the shared cache (or is fed by its owner), projects
+// each version of the Secret with package volume and switches the FUSE
+// filesystem (fusefs.FS.Update) to it. Both `secretfs mount` and the CSI
+// plugin mount volumes through it.
+//
+// A Volume is made in one of four ways:
+//   - Mount: a Secret followed through the cache (Watch, Cache or Get);
+//   - MountStatic: a Secret its owner supplies and replaces with Set (the
+//     CSI request's own nodePublishSecretRef data);
+//   - MountPayload: ready-made files replaced with SetPayload (a Secrets
+//     Store provider's reply, see backend/provider);
+//   - Resume: a mount a keeper held for a process that is gone, rebuilt
+//     from its snapshot and served again (the takeover; see
+//     fusefs.FS.Serve and package keeper).
+//
+// With Config.Keeper set, every volume registers with the keeper (keep)
+// so that it survives this process. A change that cannot be projected
+// keeps the last good version on screen; only the first read can refuse a
+// mount.
+package live
