@@ -34,7 +34,7 @@
 // per-op cost, insensitive to how much CPU other processes left the reader.
 //
 // BenchmarkUpdateLatency: a folder holding one Secret manifest, mounted with
-// live.Mount through the file backend and the cache (Watch strategy). Each
+// mounted.Mount through the file backend and the cache (Watch strategy). Each
 // op rewrites the manifest the way editors and kubectl do (write a hidden
 // temporary, rename over), and a reader process spinning on
 // open+read+close of the mounted key reports when it first sees the new

@@ -18,9 +18,9 @@ import (
 	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/backend/kube"
 	"github.com/secretfs/secretfs/cache"
-	"github.com/secretfs/secretfs/live"
+	"github.com/secretfs/secretfs/mounted"
+	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/sanity/cluster"
-	"github.com/secretfs/secretfs/volume"
 )
 
 // BenchmarkIdentityRequests: what 100 publishes cost the kube-apiserver
@@ -147,7 +147,7 @@ func (w *identityWorld) round(b *testing.B, secret func(sa, pod int) int, noSA, 
 	type pub struct {
 		sa, pod int
 		tok     backend.Token
-		vol     *live.Volume
+		vol     *mounted.Volume
 	}
 	var pubs []*pub
 	for i := range 10 {
@@ -173,8 +173,8 @@ func (w *identityWorld) round(b *testing.B, secret func(sa, pod int) int, noSA, 
 			defer func() { <-sem }()
 			dir := filepath.Join(root, fmt.Sprint(k))
 			os.Mkdir(dir, 0o755)
-			spec := volume.Spec{Namespace: identityNS, SecretName: fmt.Sprint("s", secret(p.sa, p.pod))}
-			v, err := live.Mount(w.ctx, ch, dir, live.Config{Spec: spec, Identity: id(p), Logger: quiet})
+			spec := projection.Spec{Namespace: identityNS, SecretName: fmt.Sprint("s", secret(p.sa, p.pod))}
+			v, err := mounted.Mount(w.ctx, ch, dir, mounted.Config{Spec: spec, Identity: id(p), Logger: quiet})
 			if err != nil {
 				b.Errorf("publish %d: %v", k, err)
 				return

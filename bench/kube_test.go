@@ -12,14 +12,14 @@ import (
 
 	"github.com/secretfs/secretfs/backend/kube"
 	"github.com/secretfs/secretfs/cache"
-	"github.com/secretfs/secretfs/live"
+	"github.com/secretfs/secretfs/mounted"
+	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/sanity/cluster"
-	"github.com/secretfs/secretfs/volume"
 )
 
 // BenchmarkKubeUpdateLatency: a Secret in a real kube-apiserver (+ etcd,
 // sanity/cluster), mounted through the kube backend, the cache (Watch) and
-// live.Mount. Each op updates the Secret through the API; the time runs
+// mounted.Mount. Each op updates the Secret through the API; the time runs
 // from just before the update call to the moment a separate reader process
 // first reads the new value from the mount. p50/p99 over >= 200 updates.
 // For comparison, kubelet's own secret volume (v1.37.2 defaults, Watch
@@ -41,7 +41,7 @@ func BenchmarkKubeUpdateLatency(b *testing.B) {
 		b.Fatal(err)
 	}
 	mnt := b.TempDir()
-	v, err := live.Mount(ctx, ch, mnt, live.Config{Spec: volume.Spec{Namespace: "default", SecretName: "bench"}, Logger: quiet})
+	v, err := mounted.Mount(ctx, ch, mnt, mounted.Config{Spec: projection.Spec{Namespace: "default", SecretName: "bench"}, Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/secretfs/secretfs/fusefs"
-	"github.com/secretfs/secretfs/volume"
+	"github.com/secretfs/secretfs/projection"
 )
 
 // readDuration is how long one reader run lasts (per mode, per b.N).
@@ -26,11 +26,11 @@ func readDuration() time.Duration {
 func BenchmarkRead(b *testing.B) {
 	needRoot(b)
 	files := map[string][]byte{}
-	p := &volume.Payload{Files: map[string]volume.File{}}
+	p := &projection.Payload{Files: map[string]projection.File{}}
 	for i := range 10 {
 		name := fmt.Sprintf("k%d", i)
 		files[name] = value(0, 1024)
-		p.Files[name] = volume.File{Mode: 0o644, Data: files[name]}
+		p.Files[name] = projection.File{Mode: 0o644, Data: files[name]}
 	}
 	names := slices.Sorted(func(yield func(string) bool) {
 		for n := range files {

@@ -13,12 +13,12 @@ import (
 	"time"
 
 	"github.com/secretfs/secretfs/fusefs"
+	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/sanity/needroot"
-	"github.com/secretfs/secretfs/volume"
 )
 
 // BenchmarkShareBytes mounts 100 volumes of one 512 KiB Secret in this
-// process, each payload sharing the Secret's bytes as volume.Project
+// process, each payload sharing the Secret's bytes as projection.Project
 // hands them out, and reports what the 100 mounts add to the process:
 // rss-MiB-100 (VmRSS after a GC, minus before) and locked-KiB-100 (VmLck).
 // With one copy per Secret version the bytes count once (0.5 MiB); with a
@@ -36,7 +36,7 @@ func BenchmarkShareBytes(b *testing.B) {
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				b.Fatal(err)
 			}
-			p := &volume.Payload{Files: map[string]volume.File{"tls.key": {Mode: 0o400, Data: secret}}}
+			p := &projection.Payload{Files: map[string]projection.File{"tls.key": {Mode: 0o400, Data: secret}}}
 			fs, err := fusefs.New(fusefs.Options{Logger: quiet}, p)
 			if err != nil {
 				b.Fatal(err)

@@ -15,8 +15,8 @@ import (
 	"github.com/secretfs/secretfs/backend/file"
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/fusefs"
-	"github.com/secretfs/secretfs/live"
-	"github.com/secretfs/secretfs/volume"
+	"github.com/secretfs/secretfs/mounted"
+	"github.com/secretfs/secretfs/projection"
 )
 
 type lineCounter struct{ n atomic.Int64 }
@@ -59,8 +59,8 @@ func BenchmarkUpdateLatency(b *testing.B) {
 	mnt := b.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
-	v, err := live.Mount(ctx, c, mnt, live.Config{
-		Spec:   volume.Spec{Namespace: "default", SecretName: "bench"},
+	v, err := mounted.Mount(ctx, c, mnt, mounted.Config{
+		Spec:   projection.Spec{Namespace: "default", SecretName: "bench"},
 		Logger: quiet,
 	})
 	if err != nil {
@@ -92,10 +92,10 @@ func BenchmarkUpdateLatency(b *testing.B) {
 
 func BenchmarkSwitch(b *testing.B) {
 	needRoot(b)
-	payload := func(gen int) *volume.Payload {
-		p := &volume.Payload{Files: map[string]volume.File{}}
+	payload := func(gen int) *projection.Payload {
+		p := &projection.Payload{Files: map[string]projection.File{}}
 		for i := range 10 {
-			p.Files[fmt.Sprintf("k%d", i)] = volume.File{Mode: 0o644, Data: value(gen, 1024)}
+			p.Files[fmt.Sprintf("k%d", i)] = projection.File{Mode: 0o644, Data: value(gen, 1024)}
 		}
 		return p
 	}

@@ -3,7 +3,7 @@
 // identity and strategy family, so every mount of a Secret shares one
 // backend watch or one read. It keeps the last good version through errors
 // and tells subscribers only about real content changes. It sits between a
-// backend (its only source) and package live (its subscribers).
+// backend (its only source) and package mounted (its subscribers).
 //
 // Identity: volumes that read with pod tokens share an entry per service
 // account, since all tokens of one account carry the same RBAC; volumes

@@ -12,7 +12,7 @@ import (
 
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/manifest"
-	"github.com/secretfs/secretfs/volume"
+	"github.com/secretfs/secretfs/projection"
 )
 
 // Attribute keys of volume_context. Every other key outside
@@ -51,7 +51,7 @@ const staticSecretName = "nodePublishSecretRef"
 
 // Attributes is a parsed volume_context: what to show and how to follow it.
 type Attributes struct {
-	Spec       volume.Spec
+	Spec       projection.Spec
 	Static     bool // the data is the request's `secrets` (no secretName)
 	Base64Keys []string
 	Strategy   cache.Strategy
@@ -256,14 +256,14 @@ func (a *Attributes) namespace(vc map[string]string, origin volumeOrigin) error 
 // parseItems reads a JSON or YAML list of {key, path, mode}. YAML is read
 // as kubectl reads it (YAML 1.1: a leading 0 is octal); JSON numbers are
 // decimal (256 = 0400); a string mode is always octal.
-func parseItems(text string) ([]volume.Item, error) {
+func parseItems(text string) ([]projection.Item, error) {
 	var raw []map[string]json.RawMessage
 	if err := unmarshalYAMLOrJSON(text, &raw); err != nil {
 		return nil, err
 	}
-	items := make([]volume.Item, 0, len(raw))
+	items := make([]projection.Item, 0, len(raw))
 	for i, r := range raw {
-		var it volume.Item
+		var it projection.Item
 		for f, v := range r {
 			var err error
 			switch f {
@@ -304,7 +304,7 @@ func parseItemMode(v json.RawMessage) (*int32, error) {
 	if err != nil {
 		return nil, errors.New("must be an integer or an octal string")
 	}
-	if n < 0 || n > volume.MaxMode {
+	if n < 0 || n > projection.MaxMode {
 		return nil, fmt.Errorf("%d (%#o) out of range 0-0777 (as a number it is decimal; write \"0400\" for octal)", n, n)
 	}
 	m := int32(n)
@@ -377,10 +377,10 @@ func fieldName(f string) string {
 	return shortKey(f)
 }
 
-// parseMode is volume.ParseMode with a message that does not repeat the
+// parseMode is projection.ParseMode with a message that does not repeat the
 // value.
 func parseMode(v string) (int32, error) {
-	m, err := volume.ParseMode(v)
+	m, err := projection.ParseMode(v)
 	if err != nil {
 		return 0, fmt.Errorf("not an octal mode within 0-0777 such as 0400")
 	}

@@ -10,15 +10,15 @@
 // of what is ours), the attributes (ParseVolumeAttributes, with the
 // namespace rule) and that an inline volume's pod info matches kubelet's
 // target (checkPodTarget, podtarget.go); Driver.publish prepares the target and Driver.mount hands
-// the volume to package live: live.Mount for a Secret followed through the
-// cache, live.MountStatic for nodePublishSecretRef data, live.MountPayload
+// the volume to package mounted: mounted.Mount for a Secret followed through the
+// cache, mounted.MountStatic for nodePublishSecretRef data, mounted.MountPayload
 // for a Secrets Store provider's files (provider.go). mounts.go keeps the
 // bookkeeping of what this process serves; a republish refreshes the same
 // volume.
 //
 // Across restarts: with a keeper, every volume is registered with a record
 // of its request (keep.go), and the next process takes them back with
-// Driver.Resume (the steps are written at live.Resume) before
+// Driver.Resume (the steps are written at mounted.Resume) before
 // Driver.CleanupStale removes dead mounts an earlier process left
 // (stale.go). Nothing is unmounted or removed unless it passes the target
 // rules: a path the guard accepts, a mount of our own type and source.

@@ -7,12 +7,12 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/secretfs/secretfs/backend"
-	"github.com/secretfs/secretfs/live"
+	"github.com/secretfs/secretfs/mounted"
+	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/secret"
-	"github.com/secretfs/secretfs/volume"
 )
 
-// mountError maps an error of live.Mount (or of building a Secret from the
+// mountError maps an error of mounted.Mount (or of building a Secret from the
 // request) to its gRPC code: NotFound for a missing Secret or key,
 // FailedPrecondition for an invalid Secret, PermissionDenied for a refused
 // identity, Unavailable when the source cannot be read, else Internal. The messages name objects
@@ -24,7 +24,7 @@ func mountError(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	var nf *volume.NotFoundError
+	var nf *projection.NotFoundError
 	var invalid *secret.InvalidError
 	code := codes.Internal
 	switch {
@@ -34,7 +34,7 @@ func mountError(err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, backend.ErrForbidden):
 		code = codes.PermissionDenied
-	case errors.Is(err, live.ErrUnavailable):
+	case errors.Is(err, mounted.ErrUnavailable):
 		code = codes.Unavailable
 	}
 	return status.Error(code, err.Error())

@@ -9,7 +9,7 @@ import (
 
 	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/keeper"
-	"github.com/secretfs/secretfs/live"
+	"github.com/secretfs/secretfs/mounted"
 )
 
 // kept is what the keeper holds about a published volume besides its
@@ -52,7 +52,7 @@ func (d *Driver) meta(volumeID, key string, a *Attributes, id backend.Identity) 
 // held; a volume that cannot be taken back is forgotten by the keeper, so
 // its connection ends and CleanupStale removes the dead mount for
 // kubelet's next republish to mount afresh. The takeover of one mount,
-// step by step, is written at live.Resume.
+// step by step, is written at mounted.Resume.
 func (d *Driver) Resume(ctx context.Context) (int, error) {
 	if d.cfg.Keeper == nil {
 		return 0, nil
@@ -115,12 +115,12 @@ func (d *Driver) resume(ctx context.Context, e keeper.Entry) error {
 		k.Identity = backend.Identity{Tokens: []backend.Token{{Value: k.Token}}}
 	}
 	mt := &mount{volumeID: k.VolumeID, key: k.Key, static: k.Attrs.Static, id: k.Identity}
-	cfg := d.liveConfig(e.ID, mt, &k.Attrs)
+	cfg := d.volumeConfig(e.ID, mt, &k.Attrs)
 	c := d.cfg.Cache
 	if k.Attrs.Static {
 		c = nil // fed by republish, shown as last published until then
 	}
-	vol, err := live.Resume(ctx, c, e, cfg)
+	vol, err := mounted.Resume(ctx, c, e, cfg)
 	if err != nil {
 		return err
 	}

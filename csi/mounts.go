@@ -7,7 +7,7 @@ import (
 
 	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/backend/provider"
-	"github.com/secretfs/secretfs/live"
+	"github.com/secretfs/secretfs/mounted"
 )
 
 // mount is one published volume.
@@ -18,7 +18,7 @@ type mount struct {
 	key    string
 	static bool             // fed from the request's `secrets`, updated with Set
 	id     backend.Identity // the pod's service account and tokens (zero: our own identity)
-	vol    *live.Volume
+	vol    *mounted.Volume
 	// mntID is the kernel's id of the mount made at publish (0: unknown,
 	// e.g. taken back from the keeper); unpublish checks with it that the
 	// mount at the target is still ours.

@@ -15,13 +15,13 @@ import (
 	"github.com/secretfs/secretfs/backend/provider"
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/keeper"
-	"github.com/secretfs/secretfs/live"
-	"github.com/secretfs/secretfs/volume"
+	"github.com/secretfs/secretfs/mounted"
+	"github.com/secretfs/secretfs/projection"
 )
 
 // This file serves secretProviderClass volumes: files from a
 // Secrets Store CSI provider, through backend/provider's shared entries,
-// mounted and switched by package live like any other volume.
+// mounted and switched by package mounted like any other volume (mounted.MountPayload).
 
 // ProviderAttrs is what a provider volume adds to Attributes.
 type ProviderAttrs struct {
@@ -59,7 +59,7 @@ func parseProviderAttributes(vc map[string]string, mountGroup string) (*Attribut
 	if a.Pod.Namespace == "" {
 		return nil, fmt.Errorf("volume attribute %s is missing: a %s is read from the pod's namespace, so the CSIDriver needs podInfoOnMount: true", podNamespaceKey, attrSecretProviderClass)
 	}
-	p := &ProviderAttrs{Class: class, DefaultMode: volume.DefaultMode}
+	p := &ProviderAttrs{Class: class, DefaultMode: projection.DefaultMode}
 	if v, ok := vc[attrDefaultMode]; ok {
 		m, err := parseMode(v)
 		if err != nil {
@@ -120,7 +120,7 @@ func (d *Driver) mountProvider(ctx context.Context, r publishRequest, key string
 	mt := &mount{volumeID: r.volumeID, key: key}
 	cfg := d.providerConfig(r, mt)
 	err := d.joinProvider(ctx, r, mt, func(f *provider.Files) error {
-		v, err := live.MountPayload(r.target, cfg, f.Payload(r.attrs.Spec.FSGroup))
+		v, err := mounted.MountPayload(r.target, cfg, f.Payload(r.attrs.Spec.FSGroup))
 		mt.vol = v
 		return err
 	})
@@ -130,12 +130,12 @@ func (d *Driver) mountProvider(ctx context.Context, r publishRequest, key string
 	return mt, nil
 }
 
-// providerConfig is liveConfig for a provider volume: the keeper holds
+// providerConfig is volumeConfig for a provider volume: the keeper holds
 // what the next process needs to join the entry again (the request's
 // volume_context and secrets, in its memory only), and the volume leaves
 // its entry once the mount is gone, however it went.
-func (d *Driver) providerConfig(r publishRequest, mt *mount) live.Config {
-	cfg := d.liveConfig(r.target, mt, r.attrs)
+func (d *Driver) providerConfig(r publishRequest, mt *mount) mounted.Config {
+	cfg := d.volumeConfig(r.target, mt, r.attrs)
 	cfg.Meta = d.providerMeta(r, mt.key)
 	gone := cfg.OnUnmount
 	cfg.OnUnmount = func() {
@@ -200,7 +200,7 @@ func (d *Driver) resumeProvider(ctx context.Context, e keeper.Entry, k kept) err
 	}
 	mt := &mount{volumeID: k.VolumeID, key: k.Key}
 	r := publishRequest{volumeID: k.VolumeID, target: e.ID, attrs: &k.Attrs, context: k.Context, secrets: k.Secrets}
-	vol, err := live.Resume(ctx, nil, e, d.providerConfig(r, mt))
+	vol, err := mounted.Resume(ctx, nil, e, d.providerConfig(r, mt))
 	if err != nil {
 		return err
 	}

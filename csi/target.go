@@ -26,7 +26,7 @@ import (
 //     (ENOTCONN). A live mount of an earlier process that we did not take
 //     back is served by someone else: not ours to undo.
 //   - only a mount of ours is unmounted: a live one by its volume
-//     (live.Volume.Unmount), and only while the topmost mount at the
+//     (mounted.Volume.Unmount), and only while the topmost mount at the
 //     target is still it (mount.onTop); a dead one with UMOUNT_NOFOLLOW;
 //   - only an empty folder is removed (rmdir, never unlink or RemoveAll),
 //     and on a failed publish only the folder this publish created.

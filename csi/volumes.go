@@ -14,8 +14,8 @@ import (
 	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/fusefs"
-	"github.com/secretfs/secretfs/live"
 	"github.com/secretfs/secretfs/metrics"
+	"github.com/secretfs/secretfs/mounted"
 	"github.com/secretfs/secretfs/secret"
 	"github.com/secretfs/secretfs/targetpath"
 )
@@ -80,12 +80,12 @@ func (d *Driver) publish(ctx context.Context, r publishRequest) error {
 	return nil
 }
 
-// liveConfig describes mt's volume at target for package live. The mount
+// volumeConfig describes mt's volume at target for package mounted. The mount
 // is forgotten when it goes, however it went (unmounted from outside, or
 // a lazy unpublish finally released).
-func (d *Driver) liveConfig(target string, mt *mount, a *Attributes) live.Config {
+func (d *Driver) volumeConfig(target string, mt *mount, a *Attributes) mounted.Config {
 	volumeID, key, id := mt.volumeID, mt.key, mt.id
-	return live.Config{
+	return mounted.Config{
 		OnUnmount: func() { d.mounts.removeIf(target, mt) },
 		Spec:      a.Spec,
 		Identity:  id,
@@ -107,19 +107,19 @@ func (d *Driver) mount(ctx context.Context, r publishRequest, key string) (*moun
 		return d.mountProvider(ctx, r, key)
 	}
 	mt := &mount{volumeID: r.volumeID, key: key, static: a.Static, id: r.id}
-	cfg := d.liveConfig(r.target, mt, a)
+	cfg := d.volumeConfig(r.target, mt, a)
 	var err error
 	if a.Static {
 		var s *secret.Secret
 		if s, err = staticSecret(a, r.secrets); err != nil {
 			return nil, err
 		}
-		mt.vol, err = live.MountStatic(r.target, cfg, s)
+		mt.vol, err = mounted.MountStatic(r.target, cfg, s)
 	} else {
 		if d.cfg.Cache == nil {
 			return nil, status.Error(codes.FailedPrecondition, "this plugin has no --source: only nodePublishSecretRef volumes work")
 		}
-		mt.vol, err = live.Mount(ctx, d.cfg.Cache, r.target, cfg)
+		mt.vol, err = mounted.Mount(ctx, d.cfg.Cache, r.target, cfg)
 	}
 	if err != nil {
 		return nil, err

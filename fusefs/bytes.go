@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"slices"
 
+	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/secmem"
-	"github.com/secretfs/secretfs/volume"
 )
 
 // shareFiles puts the bytes of p's files (in the order of paths) into one
@@ -17,7 +17,7 @@ import (
 // version (whatever its items' paths and modes), a second file with the
 // same value, and a version rebuilt from a keeper's snapshot all use the
 // one copy already in memory. The block is released by version.wipe.
-func shareFiles(p *volume.Payload, paths []string) (*secmem.Block, [][]byte, error) {
+func shareFiles(p *projection.Payload, paths []string) (*secmem.Block, [][]byte, error) {
 	order := make([]int, len(paths)) // indices of paths, by content
 	for i := range order {
 		order[i] = i

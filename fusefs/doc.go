@@ -1,5 +1,5 @@
 // Package fusefs is the in-memory, read-only FUSE filesystem of one volume,
-// the last step before the kernel: package volume has turned a Secret into
+// the last step before the kernel: package projection has turned a Secret into
 // a Payload (paths, modes, bytes), and fusefs shows it laid out as
 // kubelet's atomic writer lays out a secret volume:
 //

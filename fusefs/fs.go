@@ -9,7 +9,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
-	"github.com/secretfs/secretfs/volume"
+	"github.com/secretfs/secretfs/projection"
 )
 
 const (
@@ -77,7 +77,7 @@ type FS struct {
 }
 
 // New builds the filesystem showing p as its first version.
-func New(opts Options, p *volume.Payload) (*FS, error) {
+func New(opts Options, p *projection.Payload) (*FS, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}

@@ -13,21 +13,21 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/sanity/needroot"
 	"github.com/secretfs/secretfs/secmem"
-	"github.com/secretfs/secretfs/volume"
 )
 
-func payload(files map[string]string, mode uint32) *volume.Payload {
-	p := &volume.Payload{Files: map[string]volume.File{}}
+func payload(files map[string]string, mode uint32) *projection.Payload {
+	p := &projection.Payload{Files: map[string]projection.File{}}
 	for k, v := range files {
-		p.Files[k] = volume.File{Mode: mode, Data: []byte(v)}
+		p.Files[k] = projection.File{Mode: mode, Data: []byte(v)}
 	}
 	return p
 }
 
 // mount mounts p on a fresh folder and unmounts at the end of the test.
-func mount(t *testing.T, opts Options, p *volume.Payload) (*FS, string) {
+func mount(t *testing.T, opts Options, p *projection.Payload) (*FS, string) {
 	t.Helper()
 	needroot.FUSE(t, "mount FUSE")
 	dir := t.TempDir()

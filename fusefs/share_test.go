@@ -9,8 +9,8 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 
+	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/secmem"
-	"github.com/secretfs/secretfs/volume"
 )
 
 // TestVolumesShareBytes: volumes showing the same Secret version share one
@@ -22,11 +22,11 @@ func TestVolumesShareBytes(t *testing.T) {
 	g := int64(1001)
 	var all []*FS
 	for i := range 100 {
-		p := &volume.Payload{Files: map[string]volume.File{
+		p := &projection.Payload{Files: map[string]projection.File{
 			"key": {Mode: 0o644, Data: big}, "user": {Mode: 0o644, Data: []byte("admin")}}}
 		opts := Options{}
 		if i%2 == 1 { // other paths, modes and group: the same bytes
-			p = &volume.Payload{Files: map[string]volume.File{
+			p = &projection.Payload{Files: map[string]projection.File{
 				"a/b/key": {Mode: 0o400 | 0o440, Data: bytes.Clone(big)}, "u": {Mode: 0o600, Data: []byte("admin")}}}
 			opts.FSGroup = &g
 		}
@@ -48,7 +48,7 @@ func TestVolumesShareBytes(t *testing.T) {
 	}
 	// A new version of the Secret is a new block; the old one stays while
 	// any volume still shows it.
-	if err := all[0].Update(&volume.Payload{Files: map[string]volume.File{"key": {Mode: 0o644, Data: []byte("rotated")}}}); err != nil {
+	if err := all[0].Update(&projection.Payload{Files: map[string]projection.File{"key": {Mode: 0o644, Data: []byte("rotated")}}}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _, _ := secmem.Stats(); b-blocks0 != 2 {
@@ -80,7 +80,7 @@ func TestSameValueTwice(t *testing.T) {
 		}
 	}
 	fs.wipeAll()
-	empty, err := New(Options{}, &volume.Payload{})
+	empty, err := New(Options{}, &projection.Payload{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestPrivateUnlessAllowOther(t *testing.T) {
 func TestVersionStateLock(t *testing.T) {
 	blocks0, _, _ := secmem.Stats()
 	heap := []byte("value")
-	s := Snapshot{Versions: []VersionState{{Gen: 1, Files: map[string]volume.File{"k": {Mode: 0o400, Data: heap}}}}}
+	s := Snapshot{Versions: []VersionState{{Gen: 1, Files: map[string]projection.File{"k": {Mode: 0o400, Data: heap}}}}}
 	if err := s.Lock(); err != nil {
 		t.Fatal(err)
 	}

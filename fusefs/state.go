@@ -7,8 +7,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/secmem"
-	"github.com/secretfs/secretfs/volume"
 )
 
 // Snapshot is everything a new server needs to take over a live mount:
@@ -27,7 +27,7 @@ type VersionState struct {
 	Gen     uint64
 	Name    string
 	Created time.Time
-	Files   map[string]volume.File
+	Files   map[string]projection.File
 	// mem, once Lock has run, holds the bytes of Files (never encoded).
 	mem *secmem.Block
 }
@@ -43,10 +43,10 @@ type Journal interface {
 }
 
 func (v *version) state() VersionState {
-	s := VersionState{Gen: v.gen, Name: v.name, Created: v.created, Files: map[string]volume.File{}}
+	s := VersionState{Gen: v.gen, Name: v.name, Created: v.created, Files: map[string]projection.File{}}
 	for _, n := range v.nodes {
 		if n.mode&syscall.S_IFMT == sIFREG {
-			s.Files[n.path] = volume.File{Mode: n.mode & 0o7777, Data: n.data}
+			s.Files[n.path] = projection.File{Mode: n.mode & 0o7777, Data: n.data}
 		}
 	}
 	return s
@@ -89,7 +89,7 @@ func (fs *FS) snapshot() Snapshot {
 // then takes the mount over. The kernel's lookup counts of restored
 // versions are unknown, so they are never dropped before the unmount.
 func Restore(opts Options, s Snapshot) (*FS, error) {
-	fs, err := New(opts, &volume.Payload{})
+	fs, err := New(opts, &projection.Payload{})
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +97,7 @@ func Restore(opts Options, s Snapshot) (*FS, error) {
 	fs.start = s.Start
 	var cur *version
 	for _, vs := range s.Versions {
-		v, err := newVersion(vs.Gen, vs.Created, &volume.Payload{Files: vs.Files}, fs.perm)
+		v, err := newVersion(vs.Gen, vs.Created, &projection.Payload{Files: vs.Files}, fs.perm)
 		if err != nil {
 			fs.wipeAll()
 			return nil, err
@@ -126,7 +126,7 @@ func Restore(opts Options, s Snapshot) (*FS, error) {
 
 // Shows reports whether the current version shows exactly p, so a
 // refresh that changes nothing does not switch versions.
-func (fs *FS) Shows(p *volume.Payload) bool {
+func (fs *FS) Shows(p *projection.Payload) bool {
 	fs.mu.RLock()
 	defer fs.mu.RUnlock()
 	files := 0
@@ -199,14 +199,14 @@ func (v *VersionState) Lock() error {
 		paths = append(paths, k)
 	}
 	sort.Strings(paths)
-	mem, data, err := shareFiles(&volume.Payload{Files: v.Files}, paths)
+	mem, data, err := shareFiles(&projection.Payload{Files: v.Files}, paths)
 	if err != nil {
 		return err
 	}
-	files := make(map[string]volume.File, len(paths))
+	files := make(map[string]projection.File, len(paths))
 	for i, k := range paths {
 		clear(v.Files[k].Data)
-		files[k] = volume.File{Mode: v.Files[k].Mode, Data: data[i]}
+		files[k] = projection.File{Mode: v.Files[k].Mode, Data: data[i]}
 	}
 	v.Files, v.mem = files, mem
 	return nil

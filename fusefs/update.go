@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/secretfs/secretfs/metrics"
-	"github.com/secretfs/secretfs/volume"
+	"github.com/secretfs/secretfs/projection"
 )
 
 // ErrUnmounted is returned by Update once the mount is gone.
@@ -39,7 +39,7 @@ var ErrUnmounted = errors.New("volume is unmounted")
 //  7. Wipe: version.wipe releases the block; the last holder zeroes and
 //     unmaps it (secmem.Block.Release). At the end of the session wipeAll
 //     does the same for every version left.
-func (fs *FS) Update(p *volume.Payload) error {
+func (fs *FS) Update(p *projection.Payload) error {
 	fs.mu.Lock()
 	if fs.ended {
 		fs.mu.Unlock()

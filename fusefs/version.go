@@ -9,8 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/secmem"
-	"github.com/secretfs/secretfs/volume"
 )
 
 // A version is one immutable snapshot of the volume: the hidden folder
@@ -59,7 +59,7 @@ func (v *version) id(idx uint32) uint64 { return v.gen<<genShift | uint64(idx) }
 // same payload and gen always give the same node IDs (a restarted server
 // can rebuild them). The file bytes go into shared secret memory (see
 // shareFiles); a version that is not installed must be wiped.
-func newVersion(gen uint64, now time.Time, p *volume.Payload, perm dirPerm) (*version, error) {
+func newVersion(gen uint64, now time.Time, p *projection.Payload, perm dirPerm) (*version, error) {
 	paths := make([]string, 0, len(p.Files))
 	for k := range p.Files {
 		paths = append(paths, k)
@@ -87,7 +87,7 @@ func newVersion(gen uint64, now time.Time, p *volume.Payload, perm dirPerm) (*ve
 		v.add(parent, node{name: path.Base(p2), path: p2, mode: sIFREG | p.Files[p2].Mode&0o7777, data: data[i]})
 		v.size += len(data[i])
 	}
-	v.top = volume.TopLevel(p)
+	v.top = projection.TopLevel(p)
 	return v, nil
 }
 

@@ -5,7 +5,7 @@
 // It holds no logic that would need frequent upgrades: it stores, lists and
 // forgets opaque records, nothing more.
 //
-// The takeover, step by step, is written once at live.Resume. The
+// The takeover, step by step, is written once at mounted.Resume. The
 // keeper's part in it: a server dials it (Dial), and each end checks with
 // SO_PEERCRED that the other runs as its own uid before Hello and Welcome
 // settle the protocol version and the connection's record kind (csi,

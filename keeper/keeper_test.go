@@ -16,7 +16,7 @@ import (
 
 	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/keeper/wire"
-	"github.com/secretfs/secretfs/volume"
+	"github.com/secretfs/secretfs/projection"
 )
 
 func startKeeper(t *testing.T, opts ...func(*Keeper)) (*Keeper, string) {
@@ -55,7 +55,7 @@ func snapshot(gens int, size int) fusefs.Snapshot {
 	s := fusefs.Snapshot{Start: time.Unix(100, 5), Links: []string{"a", "dir"}}
 	for g := 1; g <= gens; g++ {
 		s.Versions = append(s.Versions, fusefs.VersionState{Gen: uint64(g), Name: fmt.Sprintf("..v%d", g),
-			Created: time.Unix(200, int64(g)), Files: map[string]volume.File{
+			Created: time.Unix(200, int64(g)), Files: map[string]projection.File{
 				"a":     {Mode: 0o644, Data: bytes.Repeat([]byte{byte(g)}, size)},
 				"dir/b": {Mode: 0o400, Data: []byte{}},
 			}})
@@ -96,7 +96,7 @@ func TestKeeperHoldsRecords(t *testing.T) {
 	s := snapshot(2, 10)
 	j := register(t, c, "/t/1", s)
 	next := fusefs.VersionState{Gen: 3, Name: "..v3", Created: time.Unix(300, 0),
-		Files: map[string]volume.File{"new/x": {Mode: 0o600, Data: []byte("x")}}}
+		Files: map[string]projection.File{"new/x": {Mode: 0o600, Data: []byte("x")}}}
 	if err := j.PutVersion(next); err != nil {
 		t.Fatal(err)
 	}

@@ -9,13 +9,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
-	"github.com/secretfs/secretfs/volume"
+	"github.com/secretfs/secretfs/projection"
 )
 
 // Files is one good reply: the files by path (mode resolved, no fsGroup
 // yet) and the object versions to send back next time.
 type Files struct {
-	files    map[string]volume.File
+	files    map[string]projection.File
 	versions []*v1alpha1.ObjectVersion
 }
 
@@ -24,8 +24,8 @@ func (f *Files) Len() int { return len(f.files) }
 
 // Payload is what a volume with fsGroup shows of f. The bytes are shared:
 // the filesystem copies them.
-func (f *Files) Payload(fsGroup *int64) *volume.Payload {
-	p := &volume.Payload{Files: make(map[string]volume.File, len(f.files))}
+func (f *Files) Payload(fsGroup *int64) *projection.Payload {
+	p := &projection.Payload{Files: make(map[string]projection.File, len(f.files))}
 	for path, file := range f.files {
 		if fsGroup != nil {
 			file.Mode |= 0o440 // as kubelet: readable to owner and fsGroup
@@ -66,7 +66,7 @@ var codeRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 // checkReply turns a Mount reply into Files, or refuses it: a non-empty
 // error.code is Unavailable naming it; a path or mode that a secret
 // volume's item would not be allowed is FailedPrecondition naming the
-// path (volume.ValidateLayout, the rules of secret volume items). Mode 0 means
+// path (projection.ValidateLayout, the rules of secret volume items). Mode 0 means
 // defaultMode.
 func checkReply(provider string, resp *v1alpha1.MountResponse, defaultMode int32) (*Files, error) {
 	if c := resp.GetError().GetCode(); c != "" {
@@ -75,21 +75,21 @@ func checkReply(provider string, resp *v1alpha1.MountResponse, defaultMode int32
 		}
 		return nil, errorf(codes.Unavailable, "provider %q: reply error code %s", provider, c)
 	}
-	entries := make([]volume.Entry, len(resp.GetFiles()))
+	entries := make([]projection.Entry, len(resp.GetFiles()))
 	for i, f := range resp.GetFiles() {
 		m := f.GetMode()
-		entries[i] = volume.Entry{Path: f.GetPath(), Mode: &m}
+		entries[i] = projection.Entry{Path: f.GetPath(), Mode: &m}
 	}
-	if err := volume.ValidateLayout("files", entries); err != nil {
+	if err := projection.ValidateLayout("files", entries); err != nil {
 		return nil, errorf(codes.FailedPrecondition, "provider %q: reply refused: %v", provider, err)
 	}
-	out := &Files{files: make(map[string]volume.File, len(entries))}
+	out := &Files{files: make(map[string]projection.File, len(entries))}
 	for _, f := range resp.GetFiles() {
 		m := f.GetMode()
 		if m == 0 {
 			m = defaultMode
 		}
-		out.files[f.GetPath()] = volume.File{Mode: uint32(m), Data: f.GetContents()}
+		out.files[f.GetPath()] = projection.File{Mode: uint32(m), Data: f.GetContents()}
 	}
 	for _, v := range resp.GetObjectVersion() {
 		out.versions = append(out.versions, &v1alpha1.ObjectVersion{Id: v.GetId(), Version: v.GetVersion()})

@@ -3,7 +3,7 @@
 //
 //   - mount (mount.go): one Secret at a mount point, in the foreground:
 //     openSource picks the backend (file:DIR or kube), cache.New shares it,
-//     live.Mount mounts and follows the Secret;
+//     mounted.Mount mounts and follows the Secret;
 //   - csi (csi.go): the CSI node plugin: the same backend and cache, the
 //     Secrets Store provider pool (provider.go) and csi.New served on
 //     the --endpoint socket, metrics on --metrics-addr; with --keeper it

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/secretfs/secretfs/volume"
+	"github.com/secretfs/secretfs/projection"
 )
 
 // flagSet reports its own errors: bad input is one line naming the flag;
@@ -68,7 +68,7 @@ func parseInterleaved(fs *flagSet, args []string) (positional, rest []string, er
 }
 
 // itemsFlag collects --item KEY=PATH[:MODE].
-type itemsFlag []volume.Item
+type itemsFlag []projection.Item
 
 func (f *itemsFlag) String() string { return "" }
 
@@ -79,9 +79,9 @@ func (f *itemsFlag) Set(s string) error {
 	if !ok || key == "" {
 		return fmt.Errorf("%q: want KEY=PATH[:MODE]", s)
 	}
-	item := volume.Item{Key: key, Path: rest}
+	item := projection.Item{Key: key, Path: rest}
 	if i := strings.LastIndex(rest, ":"); i >= 0 {
-		m, err := volume.ParseMode(rest[i+1:])
+		m, err := projection.ParseMode(rest[i+1:])
 		if err != nil {
 			return fmt.Errorf("%q: %w", s, err)
 		}
@@ -98,11 +98,11 @@ func (f *modeFlag) String() string {
 	if f.mode == nil {
 		return ""
 	}
-	return volume.FormatMode(*f.mode)
+	return projection.FormatMode(*f.mode)
 }
 
 func (f *modeFlag) Set(s string) error {
-	m, err := volume.ParseMode(s)
+	m, err := projection.ParseMode(s)
 	if err != nil {
 		return err
 	}

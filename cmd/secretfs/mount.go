@@ -16,9 +16,9 @@ import (
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/keeper"
-	"github.com/secretfs/secretfs/live"
+	"github.com/secretfs/secretfs/mounted"
+	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/secmem"
-	"github.com/secretfs/secretfs/volume"
 )
 
 const mountSynopsis = `secretfs mount --source SOURCE [--namespace NS] --secret NAME
@@ -75,11 +75,11 @@ func (m *mountFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&m.keeper, "keeper", "", "socket of a 'secretfs keeper' that keeps the mount alive if this process dies; run again with the same arguments to take it back")
 }
 
-func (m *mountFlags) spec() (volume.Spec, error) {
+func (m *mountFlags) spec() (projection.Spec, error) {
 	if m.secretName == "" {
-		return volume.Spec{}, errors.New("--secret is required")
+		return projection.Spec{}, errors.New("--secret is required")
 	}
-	s := volume.Spec{Namespace: m.namespace, SecretName: m.secretName, Items: m.items,
+	s := projection.Spec{Namespace: m.namespace, SecretName: m.secretName, Items: m.items,
 		DefaultMode: m.defaultMode.mode, Optional: m.optional, FSGroup: m.fsGroup.gid}
 	return s, s.Validate()
 }
@@ -130,7 +130,7 @@ func runMount(args []string, _, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg := live.Config{
+	cfg := mounted.Config{
 		Spec: spec, Strategy: strategy, TTL: m.ttl, Logger: log,
 		// The runner owns the files, so a 0400 file stays readable to them.
 		FS: fusefs.Options{UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), FSGroup: spec.FSGroup,
@@ -158,7 +158,7 @@ func (m *mountFlags) explain(err error) error {
 
 // serveUntilDone keeps the mount until a signal (unmount, exit 0) or an
 // unmount from outside (exit 0). Cache and Get re-read every ttl.
-func serveUntilDone(ctx context.Context, v *live.Volume, ttl time.Duration, log *slog.Logger) int {
+func serveUntilDone(ctx context.Context, v *mounted.Volume, ttl time.Duration, log *slog.Logger) int {
 	tick := time.NewTicker(ttl)
 	defer tick.Stop()
 	for {
@@ -188,7 +188,7 @@ func serveUntilDone(ctx context.Context, v *live.Volume, ttl time.Duration, log 
 
 // mountOrResume takes the mount back from the keeper if it holds one at
 // dir (an earlier run died), and mounts afresh otherwise.
-func mountOrResume(ctx context.Context, c *cache.Cache, dir string, cfg live.Config, keeperPath string, stderr io.Writer) (*live.Volume, error) {
+func mountOrResume(ctx context.Context, c *cache.Cache, dir string, cfg mounted.Config, keeperPath string, stderr io.Writer) (*mounted.Volume, error) {
 	if keeperPath != "" {
 		k, err := keeper.DialWait(keeperPath, keeper.KindMount, 2*time.Second)
 		if err != nil {
@@ -212,7 +212,7 @@ func mountOrResume(ctx context.Context, c *cache.Cache, dir string, cfg live.Con
 				return nil, mine.Err
 			}
 			if mine != nil {
-				return live.Resume(ctx, c, *mine, cfg)
+				return mounted.Resume(ctx, c, *mine, cfg)
 			}
 		}
 	}
@@ -220,7 +220,7 @@ func mountOrResume(ctx context.Context, c *cache.Cache, dir string, cfg live.Con
 	if err != nil {
 		return nil, err
 	}
-	v, err := live.Mount(ctx, c, dir, cfg)
+	v, err := mounted.Mount(ctx, c, dir, cfg)
 	if err != nil && made {
 		os.Remove(dir)
 	}

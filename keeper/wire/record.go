@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/secretfs/secretfs/fusefs"
-	"github.com/secretfs/secretfs/volume"
+	"github.com/secretfs/secretfs/projection"
 )
 
 // Head is a snapshot without its versions: what a head blob holds.
@@ -108,7 +108,7 @@ func EncodeVersion(v *fusefs.VersionState) []byte {
 
 // DecodeVersion parses a version blob; the file bytes are copied.
 func DecodeVersion(b []byte) (fusefs.VersionState, error) {
-	v := fusefs.VersionState{Files: map[string]volume.File{}}
+	v := fusefs.VersionState{Files: map[string]projection.File{}}
 	seen := false
 	err := fields(b, func(n protowire.Number, _ protowire.Type, val []byte, x uint64) error {
 		switch n {
@@ -141,9 +141,9 @@ func DecodeVersion(b []byte) (fusefs.VersionState, error) {
 	return v, nil
 }
 
-func decodeFile(b []byte) (string, volume.File, error) {
+func decodeFile(b []byte) (string, projection.File, error) {
 	var p string
-	var f volume.File
+	var f projection.File
 	err := fields(b, func(n protowire.Number, _ protowire.Type, v []byte, x uint64) error {
 		switch n {
 		case 1:
@@ -163,7 +163,7 @@ func decodeFile(b []byte) (string, volume.File, error) {
 	}
 	if err != nil {
 		clear(f.Data)
-		return "", volume.File{}, fmt.Errorf("file: %w", err)
+		return "", projection.File{}, fmt.Errorf("file: %w", err)
 	}
 	if f.Data == nil {
 		f.Data = []byte{}

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/secretfs/secretfs/fusefs"
-	"github.com/secretfs/secretfs/volume"
+	"github.com/secretfs/secretfs/projection"
 )
 
 func TestChoose(t *testing.T) {
@@ -73,9 +73,9 @@ func TestUnknownFieldsSkipped(t *testing.T) {
 // One buffer holds an encoded version or message: no outgrown copy of
 // secret bytes is left behind by append.
 func TestEncodeInOneBuffer(t *testing.T) {
-	v := fusefs.VersionState{Gen: 1, Name: "..x", Files: map[string]volume.File{}}
+	v := fusefs.VersionState{Gen: 1, Name: "..x", Files: map[string]projection.File{}}
 	for i := range 50 {
-		v.Files[fmt.Sprintf("dir/file-%d", i)] = volume.File{Mode: 0o644, Data: bytes.Repeat([]byte{'s'}, i*1000)}
+		v.Files[fmt.Sprintf("dir/file-%d", i)] = projection.File{Mode: 0o644, Data: bytes.Repeat([]byte{'s'}, i*1000)}
 	}
 	b := EncodeVersion(&v)
 	if len(b) > cap(b) || cap(b) > len(b)+64+50*48+len(v.Name) {

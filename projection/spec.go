@@ -1,4 +1,4 @@
-package volume
+package projection
 
 // Item maps one key of the Secret to a relative path, as secret.items[].
 type Item struct {

@@ -1,4 +1,4 @@
-package live_test
+package mounted_test
 
 import (
 	"bufio"
@@ -23,10 +23,10 @@ import (
 	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/backend/kube"
 	"github.com/secretfs/secretfs/cache"
-	"github.com/secretfs/secretfs/live"
 	"github.com/secretfs/secretfs/metrics"
+	"github.com/secretfs/secretfs/mounted"
+	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/sanity/cluster"
-	"github.com/secretfs/secretfs/volume"
 )
 
 // These tests check how volumes share reads by identity (package cache,
@@ -156,7 +156,7 @@ func TestKubeOneWatchPerServiceAccount(t *testing.T) {
 	}
 	other := e.podToken(t, "batch", "batch-0", time.Hour)
 	base := e.secretWatches(t)
-	spec := volume.Spec{Namespace: e.ns, SecretName: "db"}
+	spec := projection.Spec{Namespace: e.ns, SecretName: "db"}
 
 	dirs := make([]string, 21)
 	t0 := time.Now()
@@ -218,7 +218,7 @@ func TestKubeRefusedTokenFallsBack(t *testing.T) {
 	e := setupWith(t, kube.Options{WatchTimeout: time.Second}, cache.Options{})
 	e.put(t, e.ns, "db", false, "k", "v1")
 	e.grant(t, "web", "db")
-	spec := volume.Spec{Namespace: e.ns, SecretName: "db"}
+	spec := projection.Spec{Namespace: e.ns, SecretName: "db"}
 	good := e.podToken(t, "web", "a", time.Hour)
 	bad := e.podToken(t, "intruder", "b", 2*time.Hour)
 	va, da, err := e.mount(t, spec, e.as("web", good))
@@ -271,7 +271,7 @@ func TestKubeRoleDeletedKeepsLastGood(t *testing.T) {
 	e := setupWith(t, kube.Options{WatchTimeout: time.Second}, cache.Options{})
 	e.put(t, e.ns, "db", false, "k", "v1")
 	e.grant(t, "web", "db")
-	spec := volume.Spec{Namespace: e.ns, SecretName: "db"}
+	spec := projection.Spec{Namespace: e.ns, SecretName: "db"}
 	var dirs []string
 	for _, pod := range []string{"a", "b"} {
 		_, d, err := e.mount(t, spec, e.as("web", e.podToken(t, "web", pod, time.Hour)))
@@ -321,18 +321,18 @@ func TestKubeIdleEntriesFreed(t *testing.T) {
 	e := setupWith(t, kube.Options{}, cache.Options{Idle: idle})
 	entries := func() int { return int(testutil.ToFloat64(metrics.CacheEntries)) }
 	base := entries()
-	var vols []*live.Volume
+	var vols []*mounted.Volume
 	for i := range 5 {
 		name := fmt.Sprint("s", i)
 		e.put(t, e.ns, name, false, "k", "v")
-		v, _, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: name}, backend.Identity{})
+		v, _, err := e.mount(t, projection.Spec{Namespace: e.ns, SecretName: name}, backend.Identity{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		vols = append(vols, v)
 	}
 	e.grant(t, "web", "s0")
-	pv, _, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "s0"}, e.as("web", e.podToken(t, "web", "p", time.Hour)))
+	pv, _, err := e.mount(t, projection.Spec{Namespace: e.ns, SecretName: "s0"}, e.as("web", e.podToken(t, "web", "p", time.Hour)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
-// Package live keeps one mounted volume fresh, and is where the layers
+// Package mounted keeps one mounted volume fresh, and is where the layers
 // meet: it subscribes to the shared cache (or is fed by its owner), projects
-// each version of the Secret with package volume and switches the FUSE
+// each version of the Secret with package projection and switches the FUSE
 // filesystem (fusefs.FS.Update) to it. Both `secretfs mount` and the CSI
 // plugin mount volumes through it.
 //
@@ -18,4 +18,4 @@
 // so that it survives this process. A change that cannot be projected
 // keeps the last good version on screen; only the first read can refuse a
 // mount.
-package live
+package mounted

@@ -1,4 +1,4 @@
-package live
+package mounted
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/metrics"
+	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/secret"
-	"github.com/secretfs/secretfs/volume"
 )
 
 // ErrUnavailable is wrapped when the backend cannot be read and nothing is
@@ -24,7 +24,7 @@ var ErrUnavailable = errors.New("secret source unavailable")
 
 // Config describes one volume.
 type Config struct {
-	Spec     volume.Spec
+	Spec     projection.Spec
 	Identity backend.Identity // read as this (a pod's service account and tokens); zero = our own
 	Strategy cache.Strategy
 	TTL      time.Duration
@@ -50,7 +50,7 @@ type Volume struct {
 }
 
 // Mount reads the Secret through c, checks it projects, mounts it at dir
-// and follows its changes. Errors: *volume.NotFoundError for a missing
+// and follows its changes. Errors: *projection.NotFoundError for a missing
 // Secret or key (not optional), *secret.InvalidError for an invalid Secret,
 // ErrUnavailable (wrapped) when the source cannot be read, and the
 // backend's own (e.g. backend.ErrForbidden).
@@ -165,7 +165,7 @@ func (v *Volume) keep() {
 // (the CSI request's own `secrets`); nil means missing.
 func MountStatic(dir string, cfg Config, s *secret.Secret) (*Volume, error) {
 	v := newVolume(dir, cfg)
-	p, err := volume.Project(&cfg.Spec, s)
+	p, err := projection.Project(&cfg.Spec, s)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +192,7 @@ func newVolume(dir string, cfg Config) *Volume {
 	return &Volume{cfg: cfg, dir: dir}
 }
 
-func (v *Volume) mount(p *volume.Payload) error {
+func (v *Volume) mount(p *projection.Payload) error {
 	fs, err := fusefs.New(v.cfg.FS, p)
 	if err != nil {
 		return err
@@ -207,14 +207,14 @@ func (v *Volume) mount(p *volume.Payload) error {
 
 // first turns the first cache state into the payload to mount, or the
 // error that refuses the mount.
-func (v *Volume) first(st cache.State) (*volume.Payload, error) {
+func (v *Volume) first(st cache.State) (*projection.Payload, error) {
 	spec := &v.cfg.Spec
 	var invalid *secret.InvalidError
 	switch {
 	case st.Secret != nil:
-		return volume.Project(spec, st.Secret)
+		return projection.Project(spec, st.Secret)
 	case st.Missing:
-		return volume.Project(spec, nil) // empty if optional, else NotFoundError
+		return projection.Project(spec, nil) // empty if optional, else NotFoundError
 	case errors.As(st.Err, &invalid), errors.Is(st.Err, backend.ErrForbidden):
 		return nil, st.Err
 	case st.Err != nil:
@@ -249,7 +249,7 @@ func (v *Volume) apply(s *secret.Secret, missing bool) error {
 	if s != nil && v.last != nil && s.SameContent(v.last) {
 		return nil
 	}
-	p, err := volume.Project(&v.cfg.Spec, s)
+	p, err := projection.Project(&v.cfg.Spec, s)
 	if err != nil {
 		metrics.RefreshErrors.WithLabelValues(reason(err)).Inc()
 		return err
@@ -365,7 +365,7 @@ func closeFD(fd int) {
 
 func reason(err error) string {
 	var invalid *secret.InvalidError
-	var nf *volume.NotFoundError
+	var nf *projection.NotFoundError
 	switch {
 	case errors.As(err, &invalid):
 		return "invalid"

@@ -1,15 +1,15 @@
-package live
+package mounted
 
 import (
 	"bytes"
 
-	"github.com/secretfs/secretfs/volume"
+	"github.com/secretfs/secretfs/projection"
 )
 
 // MountPayload mounts files that their owner supplies ready-made and
 // replaces with SetPayload: a Secrets Store provider's reply, already
-// checked with volume.ValidateLayout. No Secret is projected or followed.
-func MountPayload(dir string, cfg Config, p *volume.Payload) (*Volume, error) {
+// checked with projection.ValidateLayout. No Secret is projected or followed.
+func MountPayload(dir string, cfg Config, p *projection.Payload) (*Volume, error) {
 	v := newVolume(dir, cfg)
 	if err := v.mount(p); err != nil {
 		return nil, err
@@ -21,7 +21,7 @@ func MountPayload(dir string, cfg Config, p *volume.Payload) (*Volume, error) {
 // SetPayload switches a MountPayload volume to p, through the same atomic
 // switch as a Secret's change; a payload equal to the one shown causes no
 // switch.
-func (v *Volume) SetPayload(p *volume.Payload) error {
+func (v *Volume) SetPayload(p *projection.Payload) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.fs.Shows(p) {

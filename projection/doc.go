@@ -1,4 +1,4 @@
-// Package volume is the projection of a Secret into the files of a volume,
+// Package projection is the projection of a Secret into the files of a volume,
 // as kubelet's secret volume plugin and atomic writer do it: items, paths,
 // modes, fsGroup and optional (Spec → Project → Payload). It also holds the
 // rules every file of a volume obeys whatever made it (ValidatePath,
@@ -7,4 +7,4 @@
 // Pure functions, no I/O: live projects with them, fusefs lays the Payload
 // out, csi and cmd/secretfs parse modes and specs with them, and
 // backend/provider checks replies.
-package volume
+package projection

@@ -1,4 +1,4 @@
-package live_test
+package mounted_test
 
 import (
 	"context"
@@ -18,10 +18,10 @@ import (
 	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/backend/kube"
 	"github.com/secretfs/secretfs/cache"
-	"github.com/secretfs/secretfs/live"
+	"github.com/secretfs/secretfs/mounted"
+	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/sanity/cluster"
 	"github.com/secretfs/secretfs/sanity/needroot"
-	"github.com/secretfs/secretfs/volume"
 )
 
 // These tests run the whole path — kube-apiserver, the kube backend, the
@@ -87,11 +87,11 @@ func (e *env) del(t *testing.T, ns, name string) {
 	}
 }
 
-func (e *env) mount(t *testing.T, spec volume.Spec, id backend.Identity) (*live.Volume, string, error) {
+func (e *env) mount(t *testing.T, spec projection.Spec, id backend.Identity) (*mounted.Volume, string, error) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "m")
 	os.Mkdir(dir, 0o755)
-	v, err := live.Mount(context.Background(), e.cache, dir, live.Config{Spec: spec, Identity: id})
+	v, err := mounted.Mount(context.Background(), e.cache, dir, mounted.Config{Spec: spec, Identity: id})
 	if err == nil {
 		t.Cleanup(func() { v.Unmount(); <-v.Done() })
 	}
@@ -120,7 +120,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestKubeMountLifecycle(t *testing.T) {
 	e := setup(t)
 	e.put(t, e.ns, "db", false, "user", "u1", "pass", "p1")
-	_, dir, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "db"}, backend.Identity{})
+	_, dir, err := e.mount(t, projection.Spec{Namespace: e.ns, SecretName: "db"}, backend.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestKubeMountLifecycle(t *testing.T) {
 	eventually(t, "the recreated Secret", func() bool { return content(dir, "user") == "u3" })
 
 	// Optional: empty while missing, fills in, empties on delete.
-	_, odir, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "later", Optional: true}, backend.Identity{})
+	_, odir, err := e.mount(t, projection.Spec{Namespace: e.ns, SecretName: "later", Optional: true}, backend.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,8 +155,8 @@ func TestKubeMountLifecycle(t *testing.T) {
 	})
 
 	// Missing and not optional: the mount fails naming namespace/name.
-	_, _, err = e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "nope"}, backend.Identity{})
-	var nf *volume.NotFoundError
+	_, _, err = e.mount(t, projection.Spec{Namespace: e.ns, SecretName: "nope"}, backend.Identity{})
+	var nf *projection.NotFoundError
 	if !errors.As(err, &nf) || !strings.Contains(err.Error(), e.ns+"/nope") {
 		t.Errorf("mount of a missing Secret: %v, want NotFoundError naming %s/nope", err, e.ns)
 	}
@@ -167,11 +167,11 @@ func TestKubeNamespacesStayApart(t *testing.T) {
 	e.namespace(t, "other")
 	e.put(t, e.ns, "same", false, "k", "in-app")
 	e.put(t, "other", "same", false, "k", "in-other")
-	_, a, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "same"}, backend.Identity{})
+	_, a, err := e.mount(t, projection.Spec{Namespace: e.ns, SecretName: "same"}, backend.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, b, err := e.mount(t, volume.Spec{Namespace: "other", SecretName: "same"}, backend.Identity{})
+	_, b, err := e.mount(t, projection.Spec{Namespace: "other", SecretName: "same"}, backend.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestKubeImmutableReadOnce(t *testing.T) {
 	e := setup(t)
 	e.put(t, e.ns, "frozen", true, "k", "v")
 	for range 3 {
-		if _, dir, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "frozen"}, backend.Identity{}); err != nil || content(dir, "k") != "v" {
+		if _, dir, err := e.mount(t, projection.Spec{Namespace: e.ns, SecretName: "frozen"}, backend.Identity{}); err != nil || content(dir, "k") != "v" {
 			t.Fatalf("mount: %v", err)
 		}
 	}
@@ -207,7 +207,7 @@ func TestKubeRBACDenied(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := backend.Identity{Namespace: e.ns, ServiceAccount: "nobody", Tokens: []backend.Token{{Value: token}}}
-	_, _, err = e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "private"}, id)
+	_, _, err = e.mount(t, projection.Spec{Namespace: e.ns, SecretName: "private"}, id)
 	if !errors.Is(err, backend.ErrForbidden) || !strings.Contains(err.Error(), e.ns+"/private") || !strings.Contains(err.Error(), "nobody") {
 		t.Fatalf("mount with a token lacking RBAC: %v; want ErrForbidden naming the Secret and the account", err)
 	}
@@ -227,7 +227,7 @@ func TestKubeRBACDenied(t *testing.T) {
 	}
 	var dir string
 	eventually(t, "RBAC to allow the read", func() bool {
-		_, dir, err = e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "private"}, id)
+		_, dir, err = e.mount(t, projection.Spec{Namespace: e.ns, SecretName: "private"}, id)
 		return err == nil
 	})
 	if got := content(dir, "k"); got != "v" {
@@ -238,7 +238,7 @@ func TestKubeRBACDenied(t *testing.T) {
 func TestKubeWatchSurvivesAPIServerRestart(t *testing.T) {
 	e := setup(t)
 	e.put(t, e.ns, "s", false, "k", "1")
-	_, dir, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "s"}, backend.Identity{})
+	_, dir, err := e.mount(t, projection.Spec{Namespace: e.ns, SecretName: "s"}, backend.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,13 +261,13 @@ func TestKubeOneWatchPerSecret(t *testing.T) {
 	e.namespace(t, "many")
 	e.put(t, e.ns, "shared", false, "k", "v")
 	for i := range 100 {
-		if _, _, err := e.mount(t, volume.Spec{Namespace: e.ns, SecretName: "shared"}, backend.Identity{}); err != nil {
+		if _, _, err := e.mount(t, projection.Spec{Namespace: e.ns, SecretName: "shared"}, backend.Identity{}); err != nil {
 			t.Fatal(err)
 		}
 		e.put(t, "many", fmt.Sprintf("s%03d", i), false, "k", "v")
 	}
 	for i := range 100 {
-		if _, _, err := e.mount(t, volume.Spec{Namespace: "many", SecretName: fmt.Sprintf("s%03d", i)}, backend.Identity{}); err != nil {
+		if _, _, err := e.mount(t, projection.Spec{Namespace: "many", SecretName: fmt.Sprintf("s%03d", i)}, backend.Identity{}); err != nil {
 			t.Fatal(err)
 		}
 	}
