@@ -1,7 +1,6 @@
 package csi
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +23,7 @@ import (
 	"github.com/secretfs/secretfs/backend/file"
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/sanity/needroot"
+	"github.com/secretfs/secretfs/sanity/syncbuf"
 )
 
 // plugin is one driver served on a real unix socket, reading a real file
@@ -34,7 +33,7 @@ type plugin struct {
 	dir    string // temp root; kubelet's root-dir stand-in
 	src    string // the file source folder
 	sock   string
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	d      *Driver
 	node   csi.NodeClient
 	ctrl   csi.ControllerClient
@@ -47,7 +46,7 @@ type pluginOpt func(*Config, *ServerOptions)
 func startPlugin(t *testing.T, opts ...pluginOpt) *plugin {
 	t.Helper()
 	requireFUSE(t)
-	p := &plugin{t: t, dir: t.TempDir(), logs: &syncBuffer{}}
+	p := &plugin{t: t, dir: t.TempDir(), logs: &syncbuf.Buffer{}}
 	p.src = filepath.Join(p.dir, "secrets")
 	must(t, os.Mkdir(p.src, 0o700))
 	b, err := file.New(p.src)
@@ -256,21 +255,4 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

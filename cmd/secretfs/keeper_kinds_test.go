@@ -8,12 +8,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/secretfs/secretfs/sanity/syncbuf"
 )
 
-func startProc(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
+func startProc(t *testing.T, args ...string) (*exec.Cmd, *syncbuf.Buffer) {
 	t.Helper()
 	cmd := exec.Command(args[0], args[1:]...)
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

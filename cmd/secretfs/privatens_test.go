@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/secretfs/secretfs/sanity/mountns"
+	"github.com/secretfs/secretfs/sanity/syncbuf"
 )
 
 // inPrivateNS runs the calling test again inside a private mount
@@ -113,11 +113,11 @@ func hasOption(opts, o string) bool { return strings.Contains(","+opts+",", ","+
 
 // userMount starts `secretfs mount` as uid 65534 and waits until it says
 // it is mounted (root cannot look into the mount: no allow_other).
-func (w *userWorld) userMount(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer, chan error) {
+func (w *userWorld) userMount(t *testing.T, args ...string) (*exec.Cmd, *syncbuf.Buffer, chan error) {
 	t.Helper()
 	argv := append(append([]string{w.bin, "mount", "--source", "file:" + w.src, "--secret", "s"}, args...), w.mnt)
 	cmd := asUser(nobody, []string{"PATH=/usr/bin:/bin"}, argv...)
-	stderr := &syncBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	must(t, cmd.Start())
 	done := make(chan error, 1)
@@ -139,24 +139,6 @@ func (w *userWorld) userMount(t *testing.T, args ...string) (*exec.Cmd, *syncBuf
 	return cmd, stderr, done
 }
 
-// syncBuffer is a bytes.Buffer a child writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func readAs(uid int, path string) (string, error) {
 	cmd := asUser(uid, nil, "/bin/cat", path)
 	out, err := cmd.CombinedOutput()
@@ -166,7 +148,7 @@ func readAs(uid int, path string) (string, error) {
 	return string(out), nil
 }
 
-func waitExit(t *testing.T, done chan error, stderr *syncBuffer) int {
+func waitExit(t *testing.T, done chan error, stderr *syncbuf.Buffer) int {
 	t.Helper()
 	select {
 	case err := <-done:

@@ -17,6 +17,7 @@ import (
 	"github.com/onsi/ginkgo/v2/types"
 
 	"github.com/secretfs/secretfs/sanity/needroot"
+	"github.com/secretfs/secretfs/sanity/syncbuf"
 )
 
 // variantEnv picks the volume source when the test binary runs itself:
@@ -91,7 +92,7 @@ func runSanity(t *testing.T, variant string) {
 	must(t, os.WriteFile(filepath.Join(src, "sanity-secret.yaml"), []byte(secretManifest), 0o600))
 
 	sock := filepath.Join(tmp, "csi.sock")
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cmd := exec.Command(bin, "csi", "--endpoint", "unix://"+sock, "--node-id", "sanity-node",
 		"--source", "file:"+src, "--mount-root", tmp, "--log-level", "debug")
 	cmd.Stderr = &logs
@@ -234,22 +235,4 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the process writer and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
