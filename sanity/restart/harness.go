@@ -18,7 +18,9 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 // World is a node for these tests: a `file:` source folder, a keeper and
@@ -215,7 +217,15 @@ func (w *World) PublishAll(n int) {
 		if Static(i) {
 			SetStatic(req, 0)
 		}
-		if err := w.Publish(req); err != nil {
+		// kubelet retries a failed publish; so does this, for a Secret
+		// written a moment ago that a release's file source has not
+		// seen yet (its parse cache keys on coarse file stamps).
+		err := w.Publish(req)
+		for try := 0; status.Code(err) == codes.NotFound && try < 10; try++ {
+			time.Sleep(100 * time.Millisecond)
+			err = w.Publish(req)
+		}
+		if err != nil {
 			w.T.Fatalf("publish %d: %v", i, err)
 		}
 		w.Reqs, w.Targets = append(w.Reqs, req), append(w.Targets, req.TargetPath)
