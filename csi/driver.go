@@ -29,8 +29,9 @@ type Config struct {
 	PodTokens bool
 	// Providers serves secretProviderClass volumes; nil refuses them.
 	Providers *provider.Pool
-	// Keeper, when set, holds every mount so it outlives this process.
-	Keeper *keeper.Client
+	// Keeper, when set, has every mount held by the keeper so it
+	// outlives this process.
+	Keeper *keeper.Link
 	// MountRoot is the only tree the plugin mounts in, unmounts in or
 	// removes from (kubelet's root-dir); default DefaultMountRoot.
 	MountRoot string

@@ -558,17 +558,24 @@ func TestResumeLeavesForeignRecords(t *testing.T) {
 	sock := filepath.Join(base, "keeper.sock")
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	go keeper.New(quiet).Serve(ctx, sock)
-	other, err := keeper.DialWait(sock, keeper.KindCSI, 5*time.Second)
-	must(t, err)
+	other := keeper.NewLink(sock, keeper.KindCSI, quiet)
+	go other.Run(ctx)
 	fd, err := syscall.Open("/dev/null", syscall.O_RDONLY, 0)
 	must(t, err)
 	meta, _ := json.Marshal(kept{VolumeID: "v"})
-	_, err = other.Register(outside, meta, fd)(fusefs.Snapshot{})
+	j, err := other.Journal(outside, meta, nil)
+	must(t, err)
+	_, err = j.Attach(fd)(fusefs.Snapshot{})
 	must(t, err)
 	syscall.Close(fd)
+	for deadline := time.Now().Add(5 * time.Second); other.Unprotected() > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the record was not registered")
+		}
+	}
 
-	kc, err := keeper.DialWait(sock, keeper.KindCSI, 5*time.Second)
-	must(t, err)
+	kc := keeper.NewLink(sock, keeper.KindCSI, quiet)
+	go kc.Run(ctx)
 	d, err := New(Config{NodeID: "n", MountRoot: root, Keeper: kc, Logger: quiet})
 	must(t, err)
 	if n, err := d.Resume(ctx); err != nil || n != 0 {
@@ -577,10 +584,10 @@ func TestResumeLeavesForeignRecords(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(outside, "precious")); err != nil || string(b) != "keep me" {
 		t.Fatalf("Resume touched a mount outside --mount-root: %q %v", b, err)
 	}
-	entries, err := kc.List()
+	entries, err := kc.List(ctx, 5*time.Second)
 	must(t, err)
 	for _, e := range entries {
-		syscall.Close(e.FD)
+		e.Close()
 	}
 	if len(entries) != 1 || entries[0].ID != outside {
 		t.Fatalf("the refused record should stay held; keeper lists %d records", len(entries))

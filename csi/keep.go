@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
-	"syscall"
+	"sync"
+	"time"
 
 	"github.com/secretfs/secretfs/backend"
+	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/mounted"
 )
@@ -57,7 +59,7 @@ func (d *Driver) Resume(ctx context.Context) (int, error) {
 	if d.cfg.Keeper == nil {
 		return 0, nil
 	}
-	entries, err := d.cfg.Keeper.List()
+	entries, err := d.cfg.Keeper.List(ctx, ResumeWait)
 	if err != nil {
 		return 0, err
 	}
@@ -69,12 +71,12 @@ func (d *Driver) Resume(ctx context.Context) (int, error) {
 		// yet would make an lstat of it wait forever.
 		if filepath.Clean(e.ID) != e.ID || filepath.Dir(e.ID) == e.ID {
 			d.log.Error("keeper record with a target the rules refuse: left held", "target", e.ID)
-			closeFD(e.FD)
+			e.Close()
 			continue
 		}
 		if _, err := d.guard.Check(filepath.Dir(e.ID)); err != nil {
 			d.log.Error("keeper record with a target the rules refuse: left held", "err", err)
-			closeFD(e.FD)
+			e.Close()
 			continue
 		}
 		if err := d.resume(ctx, e); err != nil {
@@ -92,20 +94,18 @@ func (d *Driver) Resume(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-func closeFD(fd int) {
-	if fd >= 0 {
-		syscall.Close(fd)
-	}
-}
+// ResumeWait is how long Resume waits for a keeper to list its records:
+// in a DaemonSet the keeper's Pod may start beside the plugin's.
+const ResumeWait = 10 * time.Second
 
 func (d *Driver) resume(ctx context.Context, e keeper.Entry) error {
 	if e.Err != nil {
-		syscall.Close(e.FD)
+		e.Close()
 		return e.Err
 	}
 	var k kept
 	if err := json.Unmarshal(e.Meta, &k); err != nil {
-		syscall.Close(e.FD)
+		e.Close()
 		return fmt.Errorf("keeper record: %w", err)
 	}
 	if k.Attrs.Provider != nil {
@@ -132,3 +132,41 @@ func (d *Driver) resume(ctx context.Context, e keeper.Entry) error {
 
 // Serves reports whether this process serves a volume at target.
 func (d *Driver) Serves(target string) bool { return d.mounts.get(target) != nil }
+
+// HandOver is a planned stop with a keeper (SIGTERM, an upgrade), in
+// order, so that no mount is lost and no request is left unanswered:
+//
+//  1. stop following every volume (mounted.Volume.Abandon);
+//  2. wait, up to ctx, until a keeper holds every mount, even a keeper
+//     that is stopping itself (keeper.Link.Stop, which also tells the
+//     keeper that this server no longer counts as a holder);
+//  3. stop writing notices from this process and wait for those under
+//     way, while the mounts are still served (fusefs.Quiesce: the exit
+//     hazard in fusefs.Notice);
+//  4. stop serving each mount once it has answered every request it read
+//     (mounted.Volume.Handover), which matters on kernels without
+//     FUSE_NOTIFY_RESEND.
+//
+// The next process takes the mounts over (Resume).
+func (d *Driver) HandOver(ctx context.Context) {
+	all := d.mounts.all()
+	for _, mt := range all {
+		mt.vol.Abandon()
+	}
+	if !d.cfg.Keeper.Stop(ctx) {
+		d.log.Error("stopping with mounts no keeper holds: they end with this process", "unprotected", d.cfg.Keeper.Unprotected())
+	}
+	fusefs.Quiesce()
+	var wg sync.WaitGroup
+	for target, mt := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !mt.vol.Handover(2 * time.Second) {
+				d.log.Warn("mount still serving a request at the handover", "target", target)
+			}
+		}()
+	}
+	wg.Wait()
+	d.log.Info("mounts handed over to the keeper", "volumes", len(all))
+}

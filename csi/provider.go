@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"syscall"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -195,7 +194,7 @@ func (d *Driver) republishProvider(ctx context.Context, mt *mount, r publishRequ
 // provider leaves the old files until the next republish joins.
 func (d *Driver) resumeProvider(ctx context.Context, e keeper.Entry, k kept) error {
 	if d.cfg.Providers == nil {
-		syscall.Close(e.FD)
+		e.Close()
 		return fmt.Errorf("a %s volume, and this plugin serves no providers", attrSecretProviderClass)
 	}
 	mt := &mount{volumeID: k.VolumeID, key: k.Key}

@@ -258,14 +258,6 @@ func (a *Attributes) key() string {
 	return string(js)
 }
 
-// Abandon stops following every volume without unmounting: the keeper
-// holds them for the next process (a planned restart or upgrade).
-func (d *Driver) Abandon() {
-	for _, mt := range d.mounts.all() {
-		mt.vol.Abandon()
-	}
-}
-
 // UnmountAll detaches every volume of this process (tests, and a
 // shutdown that must not leave mounts behind).
 func (d *Driver) UnmountAll() {

@@ -69,11 +69,13 @@ type FS struct {
 	links    map[uint64]string   // link ID → top-level name (add only)
 	switched time.Time
 
-	dir     string
-	fd      int // the /dev/fuse descriptor of the mount
-	journal Journal
-	ended   bool // the session is over: no more versions
-	done    chan struct{}
+	dir      string
+	fd       int // the /dev/fuse descriptor of the mount
+	server   *fuse.Server
+	journal  Journal
+	ended    bool // the session is over: no more versions
+	handover bool // Handover: the session ends, the mount does not
+	done     chan struct{}
 }
 
 // New builds the filesystem showing p as its first version.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -125,14 +126,46 @@ func (fs *FS) fusermountOptions() []string {
 // Serve takes over a live mount whose /dev/fuse descriptor is fd (handed
 // over by a keeper), after the previous server died or was upgraded.
 // Requests the old server had read but not answered are re-queued
-// (FUSE_NOTIFY_RESEND), and node IDs mean the same as before because they
-// are derived from the restored versions.
+// (FUSE_NOTIFY_RESEND, Linux 6.9); on an older kernel the mount is taken
+// over all the same and those requests are counted (see resend). Node IDs
+// mean the same as before because they are derived from the restored
+// versions.
 func (fs *FS) Serve(fd int, dir string) error {
-	if err := notifyResend(fd); err != nil {
+	resent, err := resend(fd)
+	if err != nil {
 		fs.wipeAll()
 		return fmt.Errorf("take over %s: %w", dir, err)
 	}
-	return fs.serve(fd, dir, true)
+	if err := fs.serve(fd, dir, true); err != nil {
+		return err
+	}
+	if !resent {
+		go countUnanswered(dir, fs.opts.Logger)
+	}
+	return nil
+}
+
+// Handover stops serving the mount without ending it, for the next
+// process of a planned stop (after Quiesce): each request loop answers the
+// request it has read and reads no more (go-fuse's StopReading), so none
+// is left read but unanswered, which a kernel without FUSE_NOTIFY_RESEND
+// could never send again. The mount lives on in the keeper's descriptor;
+// OnUnmount is not called. It reports whether serving stopped within wait.
+func (fs *FS) Handover(wait time.Duration) bool {
+	fs.mu.Lock()
+	fs.handover = true
+	srv := fs.server
+	fs.mu.Unlock()
+	if srv == nil {
+		return true // a takeover that has read nothing yet
+	}
+	srv.StopReading()
+	select {
+	case <-fs.done:
+		return true
+	case <-time.After(wait):
+		return false
+	}
 }
 
 func (fs *FS) serve(fd int, dir string, takeover bool) error {
@@ -157,17 +190,26 @@ func (fs *FS) serve(fd int, dir string, takeover bool) error {
 	end := func(closeFD bool) {
 		fs.mu.Lock()
 		fs.fd, fs.journal, fs.ended = -1, nil, true
+		fs.server = nil
+		handover := fs.handover
 		fs.mu.Unlock()
 		fs.wipeAll()
 		if closeFD {
 			syscall.Close(fd)
 		}
 		close(fs.done)
-		if fs.opts.OnUnmount != nil {
+		if fs.opts.OnUnmount != nil && !handover {
 			fs.opts.OnUnmount()
 		}
 	}
 	run := func(server *fuse.Server) {
+		fs.mu.Lock()
+		fs.server = server
+		stop := fs.handover
+		fs.mu.Unlock()
+		if stop {
+			server.StopReading() // Handover came first
+		}
 		server.Serve()
 		end(true)
 	}
@@ -213,20 +255,6 @@ func disablePoll(dir string) {
 	}
 	unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLPRI | unix.POLLOUT}}, 0)
 	syscall.Close(fd)
-}
-
-// notifyResend asks the kernel to queue again the requests a dead server
-// had read but not answered (FUSE_NOTIFY_RESEND, Linux 6.9).
-func notifyResend(fd int) error {
-	const notifyResend = 7
-	var hdr [16]byte
-	hdr[0] = 16                         // len
-	hdr[4] = notifyResend               // error carries the notify code
-	_, err := syscall.Write(fd, hdr[:]) // unique 0: a notification
-	if err != nil && !errors.Is(err, syscall.ENOENT) {
-		return fmt.Errorf("FUSE_NOTIFY_RESEND: %w", err)
-	}
-	return nil
 }
 
 // FD is the mount's /dev/fuse descriptor (for a keeper to hold a dup).

@@ -2,17 +2,63 @@ package fusefs
 
 import (
 	"encoding/binary"
+	"sync"
+	"sync/atomic"
 	"syscall"
 )
+
+// Self-written notices of this process (see Notice): counted so that a
+// planned stop waits for them, and stopped by Quiesce.
+var (
+	quiet   atomic.Bool
+	selfMu  sync.Mutex // orders Add against Quiesce's Wait
+	selfRun sync.WaitGroup
+)
+
+// sendSelf writes notices from this process unless it is stopping.
+func sendSelf(fd int, ns []Notice) {
+	selfMu.Lock()
+	if quiet.Load() {
+		selfMu.Unlock()
+		return // the next server replays them (FS.Reconcile)
+	}
+	selfRun.Add(1)
+	selfMu.Unlock()
+	defer selfRun.Done()
+	Send(fd, ns)
+}
+
+// Quiesce stops this process from writing notices itself and waits for
+// the ones under way: the first step of a planned stop (see Notice).
+// Mounts must still be served meanwhile.
+func Quiesce() {
+	selfMu.Lock()
+	quiet.Store(true)
+	selfMu.Unlock()
+	selfRun.Wait()
+}
 
 // A Notice is one FUSE notification (kernel → cache invalidation). They
 // are written straight to the /dev/fuse descriptor, so that any process
 // holding the connection can send them: the keeper does, when it holds the
-// mount. A notification can wait in the kernel for a directory lock held by
-// a lookup in flight; the process that waits there cannot exit until the
-// lookup is answered. A server must therefore not send them itself when it
-// may be killed and replaced (a dying server could never exit), which is
-// why a kept mount hands its notices to the keeper.
+// mount.
+//
+// The exit hazard. A notification can wait in the kernel for a directory
+// lock held by a lookup in flight (uninterruptibly: inode_lock); the
+// thread that waits there, and so its process, cannot exit until the
+// lookup is answered. Only the mount's server answers lookups. A server
+// killed while it writes a notice of its own mount can therefore hang in
+// exit when a lookup it had not answered holds that lock, and its Pod
+// with it, while the next server cannot start. So a kept mount hands its
+// notices to the keeper, and writes them itself (sendSelf) only when the
+// keeper has not taken them within keeper.NoticeWait: a keeper that is
+// slow, stopped or gone must not hold back an update. A planned stop
+// avoids the hazard in order: Quiesce stops new self-written notices and
+// waits for those under way, which return because the server still
+// answers lookups; only then does Handover stop reading requests.
+// Notices left unwritten are replayed by the next server (FS.Reconcile).
+// A crash (SIGKILL) in the middle of a self-written notice is the one case
+// left, and it needs a keeper that did not answer for 100 ms as well.
 type Notice struct {
 	Op     NoticeOp
 	Parent uint64 // Delete, Entry: the folder; Inode: the node

@@ -65,8 +65,9 @@ func (fs *FS) Attach(register func(Snapshot) (Journal, error)) error {
 	return nil
 }
 
-// Detach stops telling the journal (the keeper is gone).
-func (fs *FS) Detach() {
+// DropJournal stops telling the journal (the mount is being unmounted on
+// purpose, or the keeper gave it up).
+func (fs *FS) DropJournal() {
 	fs.mu.Lock()
 	fs.journal = nil
 	fs.mu.Unlock()

@@ -94,8 +94,9 @@ func (fs *FS) invalidate(old, v *version) {
 	fs.notify(ns)
 }
 
-// notify sends notices through the journal (the keeper) if there is one,
-// else writes them itself.
+// notify sends notices through the journal (the keeper) if there is one
+// and it takes them in time (Journal.Notify is bounded), else writes them
+// itself (sendSelf).
 func (fs *FS) notify(ns []Notice) {
 	fs.mu.RLock()
 	j, fd := fs.journal, fs.fd
@@ -104,9 +105,10 @@ func (fs *FS) notify(ns []Notice) {
 		if err := j.Notify(ns); err == nil {
 			return
 		}
+		metrics.NoticesSelf.Inc()
 	}
 	if fd >= 0 {
-		Send(fd, ns)
+		sendSelf(fd, ns)
 	}
 }
 

@@ -6,7 +6,10 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/keeper/wire"
@@ -40,6 +43,9 @@ type Client struct {
 	conn    *net.UnixConn
 	version uint32
 	lost    error // set once the connection failed mid-request
+	// busy is when the request under way began (Unix nanoseconds), 0
+	// when none is: a notice does not queue behind a keeper that is slow.
+	busy atomic.Int64
 }
 
 // Dial connects to the keeper at path for records of kind: it checks the
@@ -128,6 +134,8 @@ func (c *Client) exchange(m *wire.Message, fd int) (*wire.Message, int, error) {
 	if c.lost != nil {
 		return nil, -1, c.lost
 	}
+	c.busy.Store(time.Now().UnixNano())
+	defer c.busy.Store(0)
 	if m != nil {
 		c.conn.SetDeadline(time.Now().Add(CallTimeout))
 		if err := wire.Write(c.conn, m, fd); err != nil {
@@ -170,8 +178,12 @@ type Entry struct {
 	ID   string
 	Meta []byte
 	Snap fusefs.Snapshot
-	FD   int   // ours now: pass it to fusefs.Serve or close it
-	Err  error // the record could not be read; Snap is empty
+	FD   int // ours now: pass it to fusefs.Serve or close it
+	// Ledger is the mount's journal (protocol version 2), ours now: the
+	// volume goes on writing it (Link.Journal); nil for a record of
+	// version 1, whose snapshot came as blobs.
+	Ledger *wire.Ledger
+	Err    error // the record could not be read; Snap is empty
 }
 
 // List returns every mount of this client's kind the keeper holds, each
@@ -180,14 +192,16 @@ func (c *Client) List() ([]Entry, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	type raw struct {
-		m     *wire.Message
-		fd    int
-		blobs [][]byte
+		m       *wire.Message
+		fd      int
+		journal int
+		blobs   [][]byte
 	}
 	var got []*raw
 	fail := func(err error) ([]Entry, error) {
 		for _, r := range got {
 			closeFD(r.fd)
+			closeFD(r.journal)
 			for _, b := range r.blobs {
 				clear(b)
 			}
@@ -203,7 +217,10 @@ func (c *Client) List() ([]Entry, error) {
 		}
 		switch {
 		case m.Op == wire.OpEntry && fd >= 0:
-			got = append(got, &raw{m: m, fd: fd})
+			got = append(got, &raw{m: m, fd: fd, journal: -1})
+			continue
+		case m.Op == wire.OpJournal && fd >= 0 && len(got) > 0 && got[len(got)-1].m.Journal && got[len(got)-1].journal < 0:
+			got[len(got)-1].journal = fd
 			continue
 		case m.Op == wire.OpVersion && len(got) > 0:
 			got[len(got)-1].blobs = append(got[len(got)-1].blobs, m.Blob)
@@ -220,44 +237,44 @@ func (c *Client) List() ([]Entry, error) {
 	}
 	out := make([]Entry, 0, len(got))
 	for _, r := range got {
-		s, err := wire.Snapshot(r.m.Head, r.blobs)
+		e := Entry{ID: r.m.ID, Meta: r.m.Meta, FD: r.fd}
+		if r.m.Journal {
+			e.Snap, e.Ledger, e.Err = readJournal(r.journal)
+		} else {
+			e.Snap, e.Err = wire.Snapshot(r.m.Head, r.blobs)
+		}
 		for _, b := range r.blobs {
 			clear(b)
 		}
 		clear(r.m.Head)
-		if err != nil {
-			err = fmt.Errorf("keeper record %s: %w", r.m.ID, err)
+		if e.Err != nil {
+			e.Err = fmt.Errorf("keeper record %s: %w", r.m.ID, e.Err)
 		}
-		out = append(out, Entry{ID: r.m.ID, Meta: r.m.Meta, Snap: s, FD: r.fd, Err: err})
+		out = append(out, e)
 	}
 	return out, nil
 }
 
-// Register hands the keeper a mount: a dup of its descriptor is sent, the
-// snapshot is what it shows now. The returned journal keeps the keeper's
-// copy current (pass Register to fusefs.FS.Attach).
-func (c *Client) Register(id string, meta []byte, fd int) func(fusefs.Snapshot) (fusefs.Journal, error) {
-	return func(s fusefs.Snapshot) (fusefs.Journal, error) {
-		head := wire.HeadOf(&s)
-		// The keeper swaps the record in once the versions that follow
-		// are all in (a takeover killed midway leaves the old one).
-		if err := c.call(&wire.Message{Op: wire.OpRegister, ID: id, Meta: meta, Head: head.Encode(),
-			Count: uint64(len(s.Versions))}, fd); err != nil {
-			return nil, err
-		}
-		for i := range s.Versions {
-			if err := c.put(id, &s.Versions[i], nil); err != nil {
-				return nil, err
-			}
-		}
-		return &journal{c: c, id: id, head: head}, nil
+// readJournal opens a record's ledger and reads its snapshot back.
+func readJournal(fd int) (fusefs.Snapshot, *wire.Ledger, error) {
+	if fd < 0 {
+		return fusefs.Snapshot{}, nil, errors.New("journal missing from the list")
 	}
-}
-
-func (c *Client) put(id string, v *fusefs.VersionState, head []byte) error {
-	blob := wire.EncodeVersion(v)
-	defer clear(blob)
-	return c.call(&wire.Message{Op: wire.OpPut, ID: id, Gen: v.Gen, Blob: blob, Head: head}, -1)
+	l, err := wire.OpenLedger(fd)
+	if err != nil {
+		return fusefs.Snapshot{}, nil, err
+	}
+	ps := l.Parts()
+	blobs := make([][]byte, 0, len(ps)-1)
+	for _, p := range ps[1:] {
+		blobs = append(blobs, p.Data)
+	}
+	s, err := wire.Snapshot(ps[0].Data, blobs) // copies what it keeps
+	if err != nil {
+		l.Close()
+		return fusefs.Snapshot{}, nil, err
+	}
+	return s, l, nil
 }
 
 // Forget tells the keeper a mount is gone (unmounted on purpose).
@@ -265,34 +282,51 @@ func (c *Client) Forget(id string) error {
 	return c.call(&wire.Message{Op: wire.OpForget, ID: id}, -1)
 }
 
-// journal keeps one record current. It keeps the record's head itself
-// (the keeper cannot read blobs) and sends it with every new version.
-type journal struct {
-	c  *Client
-	id string
-
-	mu   sync.Mutex
-	head wire.Head
+// register hands the keeper a mount: a dup of its descriptor fd and its
+// journal. In protocol version 2 the journal's memfd goes along; in
+// version 1 its content goes as head and blobs, and every later version
+// follows as a Put (put).
+func (c *Client) register(id string, meta []byte, fd int, ps []wire.Part) error {
+	if c.version >= 2 {
+		return errors.New("register: a version 2 record needs its ledger")
+	}
+	// The keeper swaps the record in once the versions that follow are
+	// all in (a takeover killed midway leaves the old one).
+	if err := c.call(&wire.Message{Op: wire.OpRegister, ID: id, Meta: meta, Head: ps[0].Data,
+		Count: uint64(len(ps) - 1)}, fd); err != nil {
+		return err
+	}
+	for _, p := range ps[1:] {
+		if err := c.put(id, p.Gen, p.Data, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-func (j *journal) PutVersion(v fusefs.VersionState) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.head.Current = v.Gen
-	for name := range v.Files {
-		j.head.Link(name)
+// registerLedger is register in protocol version 2: the record is the
+// ledger's memfd, which the keeper holds without reading.
+func (c *Client) registerLedger(id string, meta []byte, fd, ledger int) error {
+	if err := c.call(&wire.Message{Op: wire.OpRegister, ID: id, Meta: meta, Journal: true}, fd); err != nil {
+		return err
 	}
-	return j.c.put(j.id, &v, j.head.Encode())
+	return c.call(&wire.Message{Op: wire.OpJournal, ID: id}, ledger)
+}
+
+func (c *Client) put(id string, gen uint64, blob, head []byte) error {
+	return c.call(&wire.Message{Op: wire.OpPut, ID: id, Gen: gen, Blob: blob, Head: head}, -1)
+}
+
+func (c *Client) drop(id string, gen uint64) error {
+	return c.call(&wire.Message{Op: wire.OpDrop, ID: id, Gen: gen}, -1)
 }
 
 // notifyChunk keeps a Notify under the control message limit.
 const notifyChunk = wire.MaxControl / 2
 
-// Notify hands notices to the keeper, which writes them to the kernel
-// from its own process and answers at once: a notification may wait in
-// the kernel for a lookup to be answered, and a server waiting there could
-// not exit if it were killed (see fusefs.Notice).
-func (j *journal) Notify(ns []fusefs.Notice) error {
+// notify hands notices to the keeper, which writes them to the kernel
+// from its own process (see fusefs.Notice for why).
+func (c *Client) notify(id string, ns []fusefs.Notice) error {
 	wn := wire.Notices(ns)
 	for len(wn) > 0 {
 		n, size := 0, 0
@@ -300,7 +334,7 @@ func (j *journal) Notify(ns []fusefs.Notice) error {
 			size += len(wn[n].Name) + 40
 			n++
 		}
-		if err := j.c.call(&wire.Message{Op: wire.OpNotify, ID: j.id, Notices: wn[:n]}, -1); err != nil {
+		if err := c.call(&wire.Message{Op: wire.OpNotify, ID: id, Notices: wn[:n]}, -1); err != nil {
 			return err
 		}
 		wn = wn[n:]
@@ -308,6 +342,39 @@ func (j *journal) Notify(ns []fusefs.Notice) error {
 	return nil
 }
 
-func (j *journal) DropVersion(gen uint64) {
-	_ = j.c.call(&wire.Message{Op: wire.OpDrop, ID: j.id, Gen: gen}, -1)
+// stopping tells the keeper this server is terminating: it no longer
+// counts as holding its mounts (protocol version 2).
+func (c *Client) stopping() error {
+	if c.version < 2 {
+		return nil
+	}
+	return c.call(&wire.Message{Op: wire.OpStopping}, -1)
+}
+
+// alive reports whether the keeper is still at the other end: with no
+// request under way nothing may be readable, and a hang-up or a stray
+// frame says the connection is over.
+func (c *Client) alive() bool {
+	if !c.mu.TryLock() {
+		return true // a request under way finds out itself
+	}
+	defer c.mu.Unlock()
+	if c.lost != nil {
+		return false
+	}
+	raw, err := c.conn.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := true
+	raw.Control(func(fd uintptr) {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+		if n, _ := unix.Poll(p, 0); n > 0 && p[0].Revents != 0 {
+			ok = false
+		}
+	})
+	if !ok {
+		c.lose(errors.New("the keeper closed the connection"))
+	}
+	return ok
 }

@@ -64,13 +64,22 @@ func snapshot(gens int, size int) fusefs.Snapshot {
 	return s
 }
 
+// register has c's keeper hold a record of s under id (in c's protocol
+// version), synchronously, and returns its journal.
 func register(t *testing.T, c *Client, id string, s fusefs.Snapshot) fusefs.Journal {
 	t.Helper()
-	j, err := c.Register(id, []byte("meta-"+id), anFD(t))(s)
+	j, err := linked(c).Journal(id, []byte("meta-"+id), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return j
+	fj, err := j.Attach(anFD(t))(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.register(c, 1); err != nil {
+		t.Fatal(err)
+	}
+	return fj
 }
 
 func list(t *testing.T, c *Client) map[string]Entry {
@@ -85,6 +94,9 @@ func list(t *testing.T, c *Client) map[string]Entry {
 			t.Fatal(e.Err)
 		}
 		os.NewFile(uintptr(e.FD), "held").Close()
+		if e.Ledger != nil {
+			e.Ledger.Close()
+		}
 		out[e.ID] = e
 	}
 	return out
@@ -143,18 +155,21 @@ func TestKeeperVersionMismatch(t *testing.T) {
 	_, err := Dial(sock, KindCSI)
 	speaks = wire.Versions
 	var refused *RefusedError
-	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "no common keeper protocol version: keeper speaks [1], client [99]") {
+	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "no common keeper protocol version: keeper speaks [1 2], client [99]") {
 		t.Fatalf("a client of protocol 99: %v", err)
 	}
 	if k.Held() != 1 || len(list(t, dial(t, sock, KindCSI))) != 1 {
 		t.Errorf("the record is gone after a refused client")
 	}
-	// A keeper speaking only an unknown version is refused by the client.
-	speaks = []uint32{1, 2}
+	// The highest version both speak is chosen.
+	speaks = []uint32{1}
 	c := dial(t, sock, KindCSI)
 	speaks = wire.Versions
 	if c.Version() != 1 {
-		t.Errorf("client of [1 2], keeper of [1]: version %d, want 1", c.Version())
+		t.Errorf("client of [1], keeper of [1 2]: version %d, want 1", c.Version())
+	}
+	if c := dial(t, sock, KindCSI); c.Version() != 2 {
+		t.Errorf("client of [1 2], keeper of [1 2]: version %d, want 2", c.Version())
 	}
 }
 
@@ -188,7 +203,9 @@ func dropped(c *net.UnixConn, within time.Duration) error {
 
 func TestKeeperStalledClients(t *testing.T) {
 	k, sock := startKeeper(t, func(k *Keeper) { k.IOTimeout, k.HelloTimeout = 2*time.Second, 2*time.Second })
+	speaks = []uint32{1} // version 1 records: their blobs travel in a List
 	c := dial(t, sock, KindCSI)
+	speaks = wire.Versions
 	for i := range 30 { // a List reply of 30 MiB: far over the socket's buffer
 		register(t, c, fmt.Sprintf("/t/%d", i), snapshot(1, 1<<20))
 	}

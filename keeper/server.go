@@ -41,9 +41,14 @@ type Keeper struct {
 	// MaxConns bounds the connections served at once (each server holds
 	// one for its lifetime); more are closed at accept.
 	MaxConns int
+	// ExitWait bounds how long a stopping keeper waits for running
+	// servers to hold its mounts (0: no bound; in a Pod the termination
+	// grace period bounds it).
+	ExitWait time.Duration
 
 	mu     sync.Mutex
 	mounts map[key]*held
+	conns  map[*net.UnixConn]bool // open connections, closed when Serve ends
 }
 
 // key names a record: servers of different kinds never see each other's.
@@ -56,7 +61,14 @@ type held struct {
 	meta     []byte
 	head     []byte
 	versions []stored
-	notices  chan []fusefs.Notice // delivered in order by one goroutine
+	// journal is the memfd of a record registered in protocol version 2
+	// (wire.Ledger): the server writes the versions there itself, so head
+	// and versions stay empty. -1 for a version 1 record.
+	journal int
+	notices chan []fusefs.Notice // delivered in order by one goroutine
+	// owner is the connection that registered the record last, nil once
+	// it has closed: while it is open its server serves the mount too.
+	owner *session
 }
 
 // stored is one version's blob. Blobs hold the secret bytes, so they live
@@ -84,6 +96,7 @@ func (h *held) deliver() {
 		fusefs.Send(h.fd, ns)
 	}
 	syscall.Close(h.fd)
+	closeFD(h.journal)
 }
 
 // forget releases a record: its notices still go out, its bytes are
@@ -103,13 +116,14 @@ func New(log *slog.Logger) *Keeper {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Keeper{log: log, uid: os.Geteuid(), mounts: map[key]*held{},
+	return &Keeper{log: log, uid: os.Geteuid(), mounts: map[key]*held{}, conns: map[*net.UnixConn]bool{},
 		HelloTimeout: DefaultHelloTimeout, IOTimeout: DefaultIOTimeout, MaxConns: DefaultMaxConns}
 }
 
-// Serve listens on path (mode 0600) until ctx ends. Mounts stay held while
-// the keeper runs; when it exits, its descriptors close, and a mount lives
-// on only while its server holds its own.
+// Serve listens on path (mode 0600) until ctx ends and then until no mount
+// depends on this keeper alone (see drain). Mounts stay held while the
+// keeper runs; when it exits, its descriptors close, and a mount lives on
+// only while its server holds its own.
 func (k *Keeper) Serve(ctx context.Context, path string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("keeper socket: %w", err)
@@ -121,15 +135,26 @@ func (k *Keeper) Serve(ctx context.Context, path string) error {
 		return fmt.Errorf("keeper socket: %w", err)
 	}
 	defer l.Close()
-	go func() { <-ctx.Done(); l.Close() }()
-	go k.reap(ctx)
+	defer k.hangUp() // as the end of the process would
+	stopped := make(chan struct{})
+	go func() {
+		<-ctx.Done()
+		k.drain()
+		close(stopped)
+		l.Close()
+	}()
+	reaping, stopReaping := context.WithCancel(context.Background())
+	defer stopReaping()
+	go k.reap(reaping) // on while draining too
 	k.log.Info("keeper serving", "socket", path, "protocol", wire.Versions)
 	slots := make(chan struct{}, k.MaxConns)
 	for {
 		c, err := l.AcceptUnix()
 		if err != nil {
-			if ctx.Err() != nil {
+			select {
+			case <-stopped:
 				return nil
+			default:
 			}
 			return fmt.Errorf("keeper accept: %w", err)
 		}
@@ -148,13 +173,70 @@ func (k *Keeper) Serve(ctx context.Context, path string) error {
 	}
 }
 
+// drain is the keeper's half of a stop that loses no mount (the server's
+// half is at keeper.Link.Hold): a stopping keeper exits only once every
+// mount it holds is held by a running server too, one whose connection is
+// open and who has not said it is stopping, or once it holds nothing.
+// Until then it serves on, so that the next server can list the mounts of
+// one that stopped, and register them again. Both DaemonSets may be
+// replaced at once: the plugin exits once any keeper, even this one,
+// holds every mount; this keeper then waits for the next plugin.
+func (k *Keeper) drain() {
+	deadline := time.Now().Add(k.ExitWait)
+	for logged := false; ; time.Sleep(100 * time.Millisecond) {
+		alone := k.alone()
+		if alone == 0 {
+			k.log.Info("keeper stopping: no mount depends on it alone")
+			return
+		}
+		if k.ExitWait > 0 && time.Now().After(deadline) {
+			k.log.Warn("keeper stopping with mounts that no running server holds: they end", "mounts", alone)
+			return
+		}
+		if !logged {
+			k.log.Info("keeper stopping: waiting until a running server holds every mount", "mounts", alone)
+			logged = true
+		}
+	}
+}
+
+// alone counts the mounts only this keeper holds.
+func (k *Keeper) alone() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := 0
+	for _, h := range k.mounts {
+		if h.owner == nil || h.owner.stopping {
+			n++
+		}
+	}
+	return n
+}
+
 // kindRE is what a record kind may be ("csi", "mount", or a later one).
 var kindRE = regexp.MustCompile(`^[a-z]{1,16}$`)
+
+// hangUp closes every open connection.
+func (k *Keeper) hangUp() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for c := range k.conns {
+		c.Close()
+	}
+}
 
 // handle serves one connection: the peer check, the Hello, then requests
 // until the peer goes or stalls.
 func (k *Keeper) handle(c *net.UnixConn) {
-	defer c.Close()
+	k.mu.Lock()
+	k.conns[c] = true
+	k.mu.Unlock()
+	defer func() {
+		k.mu.Lock()
+		delete(k.conns, c)
+		k.mu.Unlock()
+		c.Close()
+	}()
 	uid, err := peerUID(c)
 	if err != nil {
 		k.log.Warn("keeper connection refused", "err", err)
@@ -165,11 +247,11 @@ func (k *Keeper) handle(c *net.UnixConn) {
 		k.refuse(c, wire.CodeRefused, fmt.Sprintf("keeper runs as uid %d and refuses a client of uid %d", k.uid, uid))
 		return
 	}
-	kind, ok := k.hello(c)
+	kind, version, ok := k.hello(c)
 	if !ok {
 		return
 	}
-	s := &session{kind: kind, pending: map[string]*pending{}}
+	s := &session{kind: kind, version: version, pending: map[string]*pending{}}
 	defer k.drop(s)
 	for {
 		c.SetReadDeadline(time.Time{}) // a server may be idle for long
@@ -191,7 +273,11 @@ func (k *Keeper) handle(c *net.UnixConn) {
 // has begun but not completed.
 type session struct {
 	kind    string
+	version uint32
 	pending map[string]*pending
+	// stopping: the server said it is terminating (Stopping); it no
+	// longer counts as holding its mounts.
+	stopping bool
 }
 
 // pending is a Register waiting for its versions. It replaces the held
@@ -199,26 +285,40 @@ type session struct {
 // takeover re-registers every mount) leaves the last complete record.
 type pending struct {
 	h    *held
-	left uint64
+	left uint64 // Puts still to come (version 1)
+	// journal: its memfd is still to come (version 2, a Journal frame).
+	journal bool
 }
 
-// Bounds of registrations under way: a server registers one mount at a
-// time, each with the few versions the kernel may still reference.
+// Bounds of registrations under way on one connection: memory only, never
+// load. A server of this release has one under way at a time (its
+// registrations queue in keeper.Link); one of the release before sent
+// registrations of concurrent publishes interleaved.
 const (
-	maxPending         = 16
+	maxPending         = 1024
 	maxPendingVersions = 1024
 )
 
-// drop discards the registrations a closed connection left incomplete.
+// drop discards the registrations a closed connection left incomplete,
+// and its records lose their owner: nothing serves them but the keeper's
+// descriptor until the next server takes them back.
 func (k *Keeper) drop(s *session) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	for _, p := range s.pending {
 		p.h.discard()
+	}
+	for _, h := range k.mounts {
+		if h.owner == s {
+			h.owner = nil
+		}
 	}
 }
 
 // discard frees a record never held: nothing was delivered through it.
 func (h *held) discard() {
 	syscall.Close(h.fd)
+	closeFD(h.journal)
 	clear(h.meta)
 	clear(h.head)
 	for _, v := range h.versions {
@@ -227,8 +327,9 @@ func (h *held) discard() {
 	h.versions = nil
 }
 
-// hello reads the client's Hello and answers it; false: refused.
-func (k *Keeper) hello(c *net.UnixConn) (string, bool) {
+// hello reads the client's Hello and answers it with the version chosen;
+// false: refused.
+func (k *Keeper) hello(c *net.UnixConn) (string, uint32, bool) {
 	c.SetReadDeadline(time.Now().Add(k.HelloTimeout))
 	m, fd, err := wire.ReadUnix(c, k.HelloTimeout)
 	closeFD(fd)
@@ -237,24 +338,24 @@ func (k *Keeper) hello(c *net.UnixConn) (string, bool) {
 			k.refuse(c, wire.CodeUnsupported, "the first message is not a keeper hello (a client of an unversioned release?)")
 		}
 		k.log.Info("keeper dropped a client before its hello", "err", err)
-		return "", false
+		return "", 0, false
 	}
 	if m.Op != wire.OpHello {
 		k.refuse(c, wire.CodeUnsupported, "the first message is not a keeper hello")
-		return "", false
+		return "", 0, false
 	}
 	v := wire.Choose(wire.Versions, m.Versions)
 	if v == 0 {
 		theirs := m.Versions[:min(len(m.Versions), 8)]
 		k.log.Warn("keeper refused a client: no common protocol version", "keeper", wire.Versions, "client", theirs)
 		k.refuse(c, wire.CodeUnsupported, fmt.Sprintf("no common keeper protocol version: keeper speaks %v, client %v", wire.Versions, theirs))
-		return "", false
+		return "", 0, false
 	}
 	if !kindRE.MatchString(m.Kind) {
 		k.refuse(c, wire.CodeUnsupported, "the hello names no valid record kind")
-		return "", false
+		return "", 0, false
 	}
-	return m.Kind, k.send(c, []frame{{m: &wire.Message{Op: wire.OpWelcome, Magic: wire.Magic,
+	return m.Kind, v, k.send(c, []frame{{m: &wire.Message{Op: wire.OpWelcome, Magic: wire.Magic,
 		Version: v, Versions: wire.Versions, Software: wire.Release}, fd: -1}})
 }
 
@@ -299,8 +400,8 @@ func failed(err error) []frame {
 func (k *Keeper) do(s *session, m *wire.Message, fd int) []frame {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if m.Op != wire.OpRegister {
-		closeFD(fd) // only a Register carries a descriptor
+	if m.Op != wire.OpRegister && m.Op != wire.OpJournal {
+		closeFD(fd) // only a Register and a Journal carry a descriptor
 	}
 	kind := s.kind
 	id := key{kind, m.ID}
@@ -318,24 +419,42 @@ func (k *Keeper) do(s *session, m *wire.Message, fd int) []frame {
 			p.h.discard()
 			delete(s.pending, m.ID)
 		}
-		if m.Count > 0 && len(s.pending) >= maxPending {
+		wantJournal := m.Journal && s.version >= 2
+		if (m.Count > 0 || wantJournal) && len(s.pending) >= maxPending {
 			closeFD(fd)
 			return failed(fmt.Errorf("over %d registrations under way on one connection", maxPending))
 		}
-		nh := &held{fd: fd, meta: m.Meta, head: m.Head}
+		nh := &held{fd: fd, meta: m.Meta, head: m.Head, journal: -1}
+		if wantJournal {
+			nh.head = nil // a version 2 record's head is in its journal
+			s.pending[m.ID] = &pending{h: nh, journal: true}
+			break
+		}
 		if m.Count > 0 {
 			s.pending[m.ID] = &pending{h: nh, left: m.Count}
 			break
 		}
-		k.commit(id, nh)
+		k.commit(s, id, nh)
+	case wire.OpJournal:
+		p := s.pending[m.ID]
+		if fd < 0 || p == nil || !p.journal {
+			closeFD(fd)
+			return failed(errors.New("a journal comes with a descriptor, after its Register"))
+		}
+		p.h.journal = fd
+		delete(s.pending, m.ID)
+		k.commit(s, id, p.h)
+	case wire.OpStopping:
+		s.stopping = true
+		k.log.Info("a server is stopping; its mounts stay held", "kind", kind)
 	case wire.OpPut:
 		if p := s.pending[m.ID]; p != nil {
 			if err := p.h.put(m); err != nil {
 				return failed(err)
 			}
-			if p.left--; p.left == 0 {
+			if p.left--; p.left == 0 && !p.journal {
 				delete(s.pending, m.ID)
-				k.commit(id, p.h)
+				k.commit(s, id, p.h)
 			}
 			break
 		}
@@ -371,22 +490,24 @@ func (k *Keeper) do(s *session, m *wire.Message, fd int) []frame {
 			k.log.Info("released mount", "kind", kind, "mount", m.ID)
 		}
 	case wire.OpList:
-		return k.list(kind)
+		return k.list(kind, s.version)
 	default:
 		return failed(fmt.Errorf("message type %d is not a request", m.Op))
 	}
 	return ack()
 }
 
-// commit makes h the record held under id. The caller holds the lock.
-func (k *Keeper) commit(id key, h *held) {
+// commit makes h the record held under id, owned by s. The caller holds
+// the lock.
+func (k *Keeper) commit(s *session, id key, h *held) {
 	if old := k.mounts[id]; old != nil {
 		old.forget()
 	}
+	h.owner = s
 	h.notices = make(chan []fusefs.Notice, 1024)
 	go h.deliver()
 	k.mounts[id] = h
-	k.log.Info("holding mount", "kind", id.kind, "mount", id.id, "versions", len(h.versions))
+	k.log.Debug("holding mount", "kind", id.kind, "mount", id.id, "versions", len(h.versions), "journal", h.journal >= 0)
 }
 
 // put adds (or replaces) a version, and the head that came with it.
@@ -410,24 +531,56 @@ func (h *held) put(m *wire.Message) error {
 }
 
 // list copies every record of kind, with a dup of its descriptor, so the
-// reply is written without the lock. The caller holds the lock.
-func (k *Keeper) list(kind string) []frame {
+// reply is written without the lock. A version 2 record goes to a version
+// 2 client as its journal's memfd; to a version 1 client as the head and
+// blobs read from that journal (rollback to the release before). The
+// caller holds the lock.
+func (k *Keeper) list(kind string, version uint32) []frame {
 	var out []frame
+	fail := func(err error) []frame {
+		for _, f := range out {
+			closeFD(f.fd)
+			clear(f.m.Head)
+			clear(f.m.Blob)
+		}
+		return failed(err)
+	}
 	for id, h := range k.mounts {
 		if id.kind != kind {
 			continue
 		}
 		dup, err := unix.FcntlInt(uintptr(h.fd), unix.F_DUPFD_CLOEXEC, 0)
 		if err != nil {
-			for _, f := range out {
-				closeFD(f.fd)
-			}
-			return failed(fmt.Errorf("dup descriptor: %w", err))
+			return fail(fmt.Errorf("dup descriptor: %w", err))
 		}
-		out = append(out, frame{m: &wire.Message{Op: wire.OpEntry, ID: id.id,
-			Meta: clone(h.meta), Head: clone(h.head)}, fd: dup})
-		for _, v := range h.versions {
-			out = append(out, frame{m: &wire.Message{Op: wire.OpVersion, Gen: v.gen, Blob: clone(v.mem.Bytes())}, fd: -1})
+		entry := &wire.Message{Op: wire.OpEntry, ID: id.id, Meta: clone(h.meta), Head: clone(h.head)}
+		switch {
+		case h.journal >= 0 && version >= 2:
+			jdup, err := unix.FcntlInt(uintptr(h.journal), unix.F_DUPFD_CLOEXEC, 0)
+			if err != nil {
+				closeFD(dup)
+				return fail(fmt.Errorf("dup journal: %w", err))
+			}
+			entry.Journal = true
+			out = append(out, frame{m: entry, fd: dup}, frame{m: &wire.Message{Op: wire.OpJournal, ID: id.id}, fd: jdup})
+		case h.journal >= 0:
+			ps, err := wire.ReadLedger(h.journal)
+			if err != nil {
+				// Not listed: the server of version 1 mounts it afresh.
+				closeFD(dup)
+				k.log.Warn("mount left out of a list: its journal is unreadable", "mount", id.id, "err", err)
+				continue
+			}
+			entry.Head = ps[0].Data
+			out = append(out, frame{m: entry, fd: dup})
+			for _, p := range ps[1:] {
+				out = append(out, frame{m: &wire.Message{Op: wire.OpVersion, Gen: p.Gen, Blob: p.Data}, fd: -1})
+			}
+		default:
+			out = append(out, frame{m: entry, fd: dup})
+			for _, v := range h.versions {
+				out = append(out, frame{m: &wire.Message{Op: wire.OpVersion, Gen: v.gen, Blob: clone(v.mem.Bytes())}, fd: -1})
+			}
 		}
 	}
 	return append(out, frame{m: &wire.Message{Op: wire.OpEnd}, fd: -1})

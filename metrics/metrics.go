@@ -71,6 +71,32 @@ var (
 		Name: "secretfs_backend_retry_delay_seconds", Help: "Jittered backoff waited before a backend retry.",
 		Buckets: prometheus.ExponentialBuckets(0.05, 2, 11),
 	})
+	// KeeperUnprotected is the number of mounts no keeper holds now: they
+	// would not survive a restart of this process (keeper.Link).
+	KeeperUnprotected = reg.NewGauge(prometheus.GaugeOpts{
+		Name: "secretfs_keeper_unprotected_volumes", Help: "Mounts of a server with --keeper that no keeper holds now (they would not survive a restart of the server).",
+	})
+	// KeeperRegistrations counts registrations of mounts with the keeper
+	// by result (ok, error): every mount again after a keeper restart.
+	KeeperRegistrations = reg.NewCounterVec(prometheus.CounterOpts{
+		Name: "secretfs_keeper_registrations_total", Help: "Registrations of mounts with the keeper, by result.",
+	}, []string{"result"})
+	// KeeperConnects counts connections made to the keeper (the first,
+	// and one after each keeper restart).
+	KeeperConnects = reg.NewCounter(prometheus.CounterOpts{
+		Name: "secretfs_keeper_connects_total", Help: "Connections made to the keeper.",
+	})
+	// NoticesSelf counts kernel notices this process wrote itself because
+	// the keeper did not take them within 100 ms.
+	NoticesSelf = reg.NewCounter(prometheus.CounterOpts{
+		Name: "secretfs_keeper_notices_self_total", Help: "Notice batches written by the server itself because the keeper did not take them within 100 ms.",
+	})
+	// TakeoverLost counts requests that a previous server had read but
+	// not answered and that a kernel without FUSE_NOTIFY_RESEND can never
+	// send again (counted at takeover from the connection's waiting figure).
+	TakeoverLost = reg.NewCounter(prometheus.CounterOpts{
+		Name: "secretfs_takeover_unanswered_requests_total", Help: "Requests the previous server read but never answered, left waiting after a takeover on a kernel without FUSE_NOTIFY_RESEND.",
+	})
 	// Switches counts version switches of mounted volumes.
 	Switches = reg.NewCounter(prometheus.CounterOpts{
 		Name: "secretfs_version_switches_total", Help: "Version switches of mounted volumes.",

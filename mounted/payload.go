@@ -14,7 +14,7 @@ func MountPayload(dir string, cfg Config, p *projection.Payload) (*Volume, error
 	if err := v.mount(p); err != nil {
 		return nil, err
 	}
-	v.keep()
+	v.keep(nil)
 	return v, nil
 }
 
@@ -37,9 +37,10 @@ func (v *Volume) SetPayload(p *projection.Payload) error {
 // SetMeta replaces what the keeper holds about the volume (a republish's
 // fresh request), registering again only when it changed.
 func (v *Volume) SetMeta(meta []byte) {
-	if bytes.Equal(meta, v.cfg.Meta) {
-		return
+	v.mu.Lock()
+	same := bytes.Equal(meta, v.cfg.Meta)
+	v.mu.Unlock()
+	if !same {
+		v.setMeta(meta)
 	}
-	v.cfg.Meta = meta
-	v.keep()
 }

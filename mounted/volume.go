@@ -13,6 +13,7 @@ import (
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/keeper"
+	"github.com/secretfs/secretfs/keeper/wire"
 	"github.com/secretfs/secretfs/metrics"
 	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/secret"
@@ -32,9 +33,9 @@ type Config struct {
 	Logger   *slog.Logger
 	// OnUnmount is called once the mount is gone, however it went.
 	OnUnmount func()
-	// Keeper, when set, holds the mount's descriptor and versions so the
+	// Keeper, when set, holds the mount's descriptor and journal so the
 	// mount survives this process (registered under Dir with Meta).
-	Keeper *keeper.Client
+	Keeper *keeper.Link
 	Meta   []byte
 }
 
@@ -47,6 +48,8 @@ type Volume struct {
 
 	mu   sync.Mutex // orders switches
 	last *secret.Secret
+
+	journal *keeper.Journal // with a keeper: the mount's record
 }
 
 // Mount reads the Secret through c, checks it projects, mounts it at dir
@@ -76,7 +79,7 @@ func Mount(ctx context.Context, c *cache.Cache, dir string, cfg Config) (*Volume
 		return nil, err
 	}
 	v.last = st.Secret
-	v.keep()
+	v.keep(nil)
 	close(ready)
 	return v, nil
 }
@@ -87,32 +90,43 @@ func Mount(ctx context.Context, c *cache.Cache, dir string, cfg Config) (*Volume
 // both takeovers (csi.Driver.Resume for the plugin, mountOrResume in
 // cmd/secretfs for `secretfs mount --keeper`) meet. A takeover, in order:
 //
-//  1. Register: the server dials the keeper (keeper.Dial: each end checks
-//     the other's uid with SO_PEERCRED, and they settle the protocol
-//     version and the connection's record kind, csi or mount). Every
-//     mount made with Config.Keeper then registers (keep):
-//     fusefs.FS.Attach hands keeper.Client.Register a Snapshot of every
-//     version the kernel may still reference, sent with a dup of the
-//     /dev/fuse descriptor. From then on the journal keeps the keeper's
-//     record current (PutVersion before each switch, DropVersion after
-//     each release), and the keeper writes the mount's notices to the
-//     kernel (Notify), so this process never waits on its own mount.
-//  2. Crash: the serving process dies (SIGKILL, panic, upgrade). The
-//     kernel keeps the connection, because the keeper's descriptor holds
-//     it open; requests wait in its queue, and those the dead server had
-//     read but not answered stay in its processing queue.
-//  3. Reconnect: the next process dials the keeper for the same kind
-//     (keeper.DialWait), lists its records (keeper.Client.List: descriptor,
-//     Meta and Snapshot per mount) and calls Resume for each mount it
-//     owns (csi.Driver.Resume first checks each record's target with the
-//     target guard); fusefs.Restore rebuilds every version with its generation and
-//     name, so every node ID the kernel holds means what it meant.
+//  1. Register: the server's keeper.Link dials the keeper (keeper.Dial:
+//     each end checks the other's uid with SO_PEERCRED, and they settle
+//     the protocol version and the connection's record kind, csi or
+//     mount), and dials again whenever the keeper goes. Every mount made
+//     with Config.Keeper has a keeper.Journal (keep): fusefs.FS.Attach
+//     writes a Snapshot of every version the kernel may still reference
+//     into the journal's ledger (a memfd), and the Link registers the
+//     mount in the background, sending the ledger with a dup of the
+//     /dev/fuse descriptor, and again to every new keeper. From then on
+//     each version is written to the ledger before the kernel can see it
+//     (PutVersion, a local memory write, so the keeper is never on the
+//     update path) and dropped after its release (DropVersion); the
+//     keeper writes the mount's notices to the kernel (Notify) when it
+//     takes them within 100 ms, so this process rarely writes to its own
+//     mount (the exit hazard: fusefs.Notice).
+//  2. Crash or stop: the serving process dies (SIGKILL, panic) or stops
+//     for an upgrade (SIGTERM: keeper.Link.Stop waits until a keeper
+//     holds every mount, fusefs.Quiesce, then Handover answers what was
+//     read and stops reading). The kernel keeps the connection, because
+//     the keeper's descriptor holds it open; requests wait in its queue,
+//     and those a crashed server had read but not answered stay in its
+//     processing queue.
+//  3. Reconnect: the next process lists the keeper's records of its kind
+//     (keeper.Link.List: descriptor, Meta, ledger and the Snapshot read
+//     from it, per mount) and calls Resume for each mount it owns
+//     (csi.Driver.Resume first checks each record's target with the
+//     target guard); fusefs.Restore rebuilds every version with its
+//     generation and name, so every node ID the kernel holds means what
+//     it meant.
 //  4. RESEND: fusefs.FS.Serve writes FUSE_NOTIFY_RESEND, and the kernel
-//     queues again the requests the dead server had read.
+//     queues again the requests the dead server had read; a kernel before
+//     6.9 has no RESEND: the mount is taken over anyway and those
+//     requests are counted (fusefs countUnanswered).
 //  5. Serve: a go-fuse server reads the connection again (serve; with
 //     PollReads it waits in the netpoller and reads the held descriptor
 //     itself, so a later crash again leaves unanswered requests to
-//     resend). keep registers the rebuilt filesystem, Reconcile replays the
+//     resend). keep goes on with the same ledger, Reconcile replays the
 //     notices of switches the dead server may not have delivered, and the
 //     volume subscribes to the cache again; until the source answers it
 //     shows what the old process showed.
@@ -122,15 +136,21 @@ func Resume(ctx context.Context, c *cache.Cache, e keeper.Entry, cfg Config) (*V
 	e.Snap.Wipe() // Restore copied what it needs
 	if err != nil {
 		closeFD(e.FD)
+		if e.Ledger != nil {
+			e.Ledger.Close()
+		}
 		return nil, fmt.Errorf("take over %s: %w", e.ID, err)
 	}
 	if err := fs.Serve(e.FD, e.ID); err != nil {
 		closeFD(e.FD)
+		if e.Ledger != nil {
+			e.Ledger.Close()
+		}
 		return nil, err
 	}
 	v.fs = fs
 	metrics.Mounts.Inc()
-	v.keep()
+	v.keep(e.Ledger)
 	fs.Reconcile()
 	if c == nil {
 		return v, nil // a volume fed by Set
@@ -150,14 +170,49 @@ func Resume(ctx context.Context, c *cache.Cache, e keeper.Entry, cfg Config) (*V
 	return v, nil
 }
 
-// keep registers the mount with the keeper, if there is one.
-func (v *Volume) keep() {
+// keep gives the mount a journal and has the keeper hold it, if there is
+// a keeper; ledger is a takeover's (nil: a new one).
+func (v *Volume) keep(ledger *wire.Ledger) {
 	k := v.cfg.Keeper
 	if k == nil {
 		return
 	}
-	if err := v.fs.Attach(k.Register(v.dir, v.cfg.Meta, v.fs.FD())); err != nil {
-		v.cfg.Logger.Warn("keeper unavailable; this mount will not survive a restart", "mount", v.dir, "err", err)
+	j, err := k.Journal(v.dir, v.cfg.Meta, ledger)
+	if err == nil {
+		err = v.fs.Attach(j.Attach(v.fs.FD()))
+	}
+	if err != nil {
+		v.cfg.Logger.Warn("no journal for the keeper; this mount will not survive a restart", "mount", v.dir, "err", err)
+		if j != nil {
+			j.Release()
+		}
+		return
+	}
+	v.mu.Lock()
+	v.journal = j
+	v.mu.Unlock()
+}
+
+// setMeta replaces what the keeper holds about the volume.
+func (v *Volume) setMeta(meta []byte) {
+	v.mu.Lock()
+	v.cfg.Meta = meta
+	j := v.journal
+	v.mu.Unlock()
+	if j != nil {
+		j.SetMeta(meta)
+	}
+}
+
+// release ends the volume's keeper record (the mount is gone).
+func (v *Volume) release() {
+	v.mu.Lock()
+	j := v.journal
+	v.journal = nil
+	v.mu.Unlock()
+	if j != nil {
+		v.fs.DropJournal()
+		j.Release()
 	}
 }
 
@@ -173,7 +228,7 @@ func MountStatic(dir string, cfg Config, s *secret.Secret) (*Volume, error) {
 		return nil, err
 	}
 	v.last = s
-	v.keep()
+	v.keep(nil)
 	return v, nil
 }
 
@@ -182,14 +237,17 @@ func newVolume(dir string, cfg Config) *Volume {
 		cfg.Logger = slog.Default()
 	}
 	cfg.FS.Logger = cfg.Logger
+	v := &Volume{dir: dir}
 	gone := cfg.OnUnmount
 	cfg.FS.OnUnmount = func() {
 		metrics.Mounts.Dec()
+		v.release()
 		if gone != nil {
 			gone()
 		}
 	}
-	return &Volume{cfg: cfg, dir: dir}
+	v.cfg = cfg
+	return v
 }
 
 func (v *Volume) mount(p *projection.Payload) error {
@@ -292,9 +350,9 @@ func (v *Volume) Refresh(ctx context.Context) error {
 func (v *Volume) Resubscribe(ctx context.Context, c *cache.Cache, id backend.Identity, meta []byte) error {
 	if v.sub != nil {
 		if err := v.sub.SetIdentity(id); err == nil {
-			v.cfg.Identity, v.cfg.Meta = id, meta
+			v.cfg.Identity = id
 			if meta != nil {
-				v.keep()
+				v.setMeta(meta)
 			}
 			return v.Refresh(ctx)
 		}
@@ -311,13 +369,13 @@ func (v *Volume) Resubscribe(ctx context.Context, c *cache.Cache, id backend.Ide
 		return fmt.Errorf("read with the new token: %w", st.Err)
 	}
 	old := v.sub
-	v.sub, v.cfg.Identity, v.cfg.Meta = sub, id, meta
+	v.sub, v.cfg.Identity = sub, id
 	close(ready)
 	if old != nil {
 		old.Close()
 	}
 	if meta != nil {
-		v.keep()
+		v.setMeta(meta)
 	}
 	return v.apply(st.Secret, st.Missing)
 }
@@ -334,22 +392,22 @@ func (v *Volume) Unmount() error {
 		v.sub.Close()
 	}
 	err := v.fs.Unmount()
-	if v.cfg.Keeper != nil {
-		v.fs.Detach()
-		if ferr := v.cfg.Keeper.Forget(v.dir); ferr != nil {
-			v.cfg.Logger.Warn("keeper did not hear of the unmount", "mount", v.dir, "err", ferr)
-		}
-	}
+	v.release() // the keeper forgets it (Link: in the background)
 	return err
 }
 
 // Abandon stops following the Secret without unmounting, for a planned
-// restart with a keeper: the next process takes the mount over.
+// restart with a keeper: the next process takes the mount over. Handover
+// then stops serving it.
 func (v *Volume) Abandon() {
 	if v.sub != nil {
 		v.sub.Close()
 	}
 }
+
+// Handover stops serving the mount for the next process, answering every
+// request read (fusefs.FS.Handover); call fusefs.Quiesce first.
+func (v *Volume) Handover(wait time.Duration) bool { return v.fs.Handover(wait) }
 
 // Done is closed once the mount is gone, however it went.
 func (v *Volume) Done() <-chan struct{} { return v.fs.Done() }

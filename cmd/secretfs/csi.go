@@ -58,6 +58,7 @@ func runCSI(args []string, _, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	cacheIdle := fs.Duration("cache-idle", cache.DefaultIdle, "how long a Secret no volume shows any more stays cached (watched) before it is dropped and wiped")
 	keeperPath := fs.String("keeper", "", "socket of a 'secretfs keeper': mounts outlive this process and the next one takes them back")
+	stopWait := fs.Duration("stop-wait", 25*time.Second, "with --keeper: how long a stopping plugin waits for a keeper to hold every mount (keep it below the Pod's termination grace period)")
 	providerDirs := &dirsFlag{dirs: provider.DefaultDirs}
 	fs.Var(providerDirs, "provider-dir", "folder of Secrets Store CSI provider sockets NAME.sock (repeatable; default "+strings.Join(provider.DefaultDirs, " and ")+")")
 	providerMaxRecv := fs.Int("provider-max-recv-bytes", provider.DefaultMaxRecvBytes, "largest Mount reply accepted from a provider")
@@ -123,13 +124,12 @@ func runCSI(args []string, _, stderr io.Writer) int {
 		defer srv.Close()
 	}
 	if *keeperPath != "" {
-		k, err := keeper.DialWait(*keeperPath, keeper.KindCSI, 10*time.Second)
-		if err != nil {
-			log.Warn("no keeper: mounts will not survive a restart of this plugin", "err", err)
-		} else {
-			cfg.Keeper = k
-			defer k.Close()
-		}
+		// The link dials, and dials again after every keeper restart,
+		// until the plugin has handed its mounts over.
+		cfg.Keeper = keeper.NewLink(*keeperPath, keeper.KindCSI, log)
+		linked, unlink := context.WithCancel(context.Background())
+		defer unlink()
+		go cfg.Keeper.Run(linked)
 	}
 	d, err := csi.New(cfg)
 	if err != nil {
@@ -152,7 +152,11 @@ func runCSI(args []string, _, stderr io.Writer) int {
 		Endpoint: *endpoint, RegistrationDir: *regDir, RegistrationEndpoint: *regEndpoint, Logger: log,
 	}).Run(ctx)
 	if cfg.Keeper != nil {
-		d.Abandon() // the keeper holds the mounts for the next process
+		// The keeper holds the mounts for the next process; a Pod's
+		// termination grace (30 s by default) bounds the wait for it.
+		stopping, cancel := context.WithTimeout(context.Background(), *stopWait)
+		d.HandOver(stopping)
+		cancel()
 	}
 	if err != nil {
 		return fail(err)

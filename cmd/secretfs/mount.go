@@ -136,13 +136,23 @@ func runMount(args []string, _, stderr io.Writer) int {
 		FS: fusefs.Options{UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), FSGroup: spec.FSGroup,
 			AllowOther: m.allowOther},
 	}
-	v, err := mountOrResume(ctx, c, dir, cfg, m.keeper, stderr)
+	if m.keeper != "" {
+		// The link dials, and again after every keeper restart, for as
+		// long as this process serves the mount.
+		cfg.Keeper = keeper.NewLink(m.keeper, keeper.KindMount, log)
+		go cfg.Keeper.Run(context.Background())
+	}
+	v, err := mountOrResume(ctx, c, dir, cfg, stderr)
 	if err != nil {
 		return fail(m.explain(err))
 	}
 	level.Set(slog.LevelInfo)
 	log.Info("mounted", "secret", spec.Ref(), "mountpoint", dir)
-	return serveUntilDone(ctx, v, m.ttl, log)
+	code := serveUntilDone(ctx, v, m.ttl, log)
+	if cfg.Keeper != nil {
+		cfg.Keeper.Flush(time.Second) // the keeper forgets the unmounted mount
+	}
+	return code
 }
 
 // explain names the flag behind a mount that fusefs refused.
@@ -188,32 +198,26 @@ func serveUntilDone(ctx context.Context, v *mounted.Volume, ttl time.Duration, l
 
 // mountOrResume takes the mount back from the keeper if it holds one at
 // dir (an earlier run died), and mounts afresh otherwise.
-func mountOrResume(ctx context.Context, c *cache.Cache, dir string, cfg mounted.Config, keeperPath string, stderr io.Writer) (*mounted.Volume, error) {
-	if keeperPath != "" {
-		k, err := keeper.DialWait(keeperPath, keeper.KindMount, 2*time.Second)
+func mountOrResume(ctx context.Context, c *cache.Cache, dir string, cfg mounted.Config, stderr io.Writer) (*mounted.Volume, error) {
+	if cfg.Keeper != nil {
+		entries, err := cfg.Keeper.List(ctx, 2*time.Second)
 		if err != nil {
-			fmt.Fprintf(stderr, "secretfs mount: warning: %v; the mount will not survive this process\n", err)
-		} else {
-			cfg.Keeper = k
-			entries, err := k.List()
-			if err != nil {
-				return nil, err
+			fmt.Fprintf(stderr, "secretfs mount: warning: no keeper answers at %s; the mount is held once one does\n", cfg.Keeper.Path())
+		}
+		var mine *keeper.Entry
+		for i := range entries {
+			if entries[i].ID == dir && mine == nil {
+				mine = &entries[i]
+			} else {
+				entries[i].Close()
 			}
-			var mine *keeper.Entry
-			for i := range entries {
-				if entries[i].ID == dir && mine == nil {
-					mine = &entries[i]
-				} else {
-					syscall.Close(entries[i].FD)
-				}
-			}
-			if mine != nil && mine.Err != nil {
-				syscall.Close(mine.FD)
-				return nil, mine.Err
-			}
-			if mine != nil {
-				return mounted.Resume(ctx, c, *mine, cfg)
-			}
+		}
+		if mine != nil && mine.Err != nil {
+			mine.Close()
+			return nil, mine.Err
+		}
+		if mine != nil {
+			return mounted.Resume(ctx, c, *mine, cfg)
 		}
 	}
 	made, err := ensureDir(dir)

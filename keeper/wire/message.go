@@ -24,14 +24,17 @@ const (
 	OpEnd
 	OpAck
 	OpNotify
-	opLast = OpNotify
+	// Protocol version 2.
+	OpJournal
+	OpStopping
+	opLast = OpStopping
 )
 
 // Magic opens every Hello and Welcome.
 const Magic = "secretfs-keeper"
 
 // Versions are the protocol versions this release speaks, oldest first.
-var Versions = []uint32{1}
+var Versions = []uint32{1, 2}
 
 // Release names this build in Hello and Welcome (informational; the
 // command sets it from its version).
@@ -63,6 +66,7 @@ type Message struct {
 	Code     Code
 	Magic    string
 	Count    uint64
+	Journal  bool
 }
 
 // Notice is one kernel notification (fusefs.Notice, as it travels).
@@ -86,8 +90,9 @@ const (
 	fSoftware
 	fError
 	fCode
-	fCount protowire.Number = 13
-	fMagic protowire.Number = 15
+	fCount   protowire.Number = 13
+	fMagic   protowire.Number = 15
+	fJournal protowire.Number = 16
 )
 
 // need lists the fields a message type must carry.
@@ -95,11 +100,12 @@ var need = map[Op][]protowire.Number{
 	OpHello:    {fMagic, fVersions, fKind},
 	OpWelcome:  {fMagic, fVersion},
 	OpError:    {fError, fCode},
-	OpRegister: {fID, fHead},
+	OpRegister: {fID},
 	OpPut:      {fID, fGen, fBlob},
 	OpDrop:     {fID, fGen},
 	OpForget:   {fID},
-	OpEntry:    {fID, fHead},
+	OpEntry:    {fID},
+	OpJournal:  {fID},
 	OpVersion:  {fGen, fBlob},
 	OpNotify:   {fID},
 }
@@ -148,6 +154,9 @@ func (m *Message) Encode(b []byte) []byte {
 	b = appendBytes(b, fMagic, []byte(m.Magic))
 	if m.Count != 0 {
 		b = appendVarint(b, fCount, m.Count)
+	}
+	if m.Journal {
+		b = appendVarint(b, fJournal, 1)
 	}
 	return b
 }
@@ -216,6 +225,8 @@ func Decode(op Op, body []byte) (*Message, error) {
 			m.Magic = string(v)
 		case fCount:
 			m.Count = x
+		case fJournal:
+			m.Journal = x != 0
 		}
 		return nil
 	}, kinds)
@@ -226,6 +237,11 @@ func Decode(op Op, body []byte) (*Message, error) {
 		if !seen[n] {
 			return nil, fmt.Errorf("message type %d lacks field %d", op, n)
 		}
+	}
+	// A record's versions are in its head and blobs (version 1) or in its
+	// journal (version 2): one of the two.
+	if (op == OpRegister || op == OpEntry) && !seen[fHead] && !m.Journal {
+		return nil, fmt.Errorf("message type %d lacks field %d", op, fHead)
 	}
 	if (op == OpHello || op == OpWelcome) && m.Magic != Magic {
 		return nil, fmt.Errorf("message type %d: not a secretfs keeper peer", op)
@@ -239,7 +255,7 @@ var kinds = map[protowire.Number]protowire.Type{
 	fGen: protowire.VarintType, fBlob: protowire.BytesType, fNotice: protowire.BytesType,
 	fKind: protowire.BytesType, fVersions: protowire.VarintType, fVersion: protowire.VarintType,
 	fSoftware: protowire.BytesType, fError: protowire.BytesType, fCode: protowire.VarintType,
-	fMagic: protowire.BytesType, fCount: protowire.VarintType,
+	fMagic: protowire.BytesType, fCount: protowire.VarintType, fJournal: protowire.VarintType,
 }
 
 func decodeNotice(b []byte) (Notice, error) {

@@ -5,10 +5,13 @@
 package fuse
 
 import (
+	"errors"
 	"log"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -43,6 +46,9 @@ type fuseFD struct {
 
 	// loops tracks reader goroutines servicing fd.
 	loops sync.WaitGroup
+
+	// stopping is set by Server.StopReading: no reader reads again.
+	stopping atomic.Bool
 
 	// Shared pools owned by Server.
 	reqPool  *sync.Pool
@@ -132,7 +138,11 @@ func (r *fuseFD) readRequest() (req *requestAlloc, code Status) {
 	req = r.reqPool.Get().(*requestAlloc)
 	if err != nil {
 		r.reqMu.Lock()
-		r.putReadBuf(dest)
+		if dest != nil {
+			r.putReadBuf(dest)
+		} else { // stopped before taking a buffer
+			r.inflightRequestBytes -= r.readBufBytes
+		}
 		r.putReq(req)
 		r.reqReaders--
 		r.reqMu.Unlock()
@@ -172,11 +182,17 @@ func (r *fuseFD) readRequest() (req *requestAlloc, code Status) {
 // first waits through the netpoller, holding no buffer: an idle mount
 // costs neither a thread nor a buffer.
 func (r *fuseFD) read() (dest []byte, n int, err error) {
+	if r.stopping.Load() {
+		return nil, 0, errStopped
+	}
 	if r.pollConn == nil {
 		return r.readNow()
 	}
 	read := false
 	werr := r.pollConn.Read(func(pfd uintptr) bool {
+		if r.stopping.Load() {
+			return true // read stays false: the check below ends it
+		}
 		// Read only once the kernel has a request, else the
 		// blocking read would pin the thread. The read happens
 		// here, under the poll file's read lock, so that two
@@ -188,6 +204,9 @@ func (r *fuseFD) read() (dest []byte, n int, err error) {
 		read = true
 		return true
 	})
+	if !read && r.stopping.Load() {
+		return nil, 0, errStopped
+	}
 	if !read {
 		// At unmount the kernel's poll answers only EPOLLERR,
 		// which the netpoller reports as an error without calling
@@ -196,6 +215,18 @@ func (r *fuseFD) read() (dest []byte, n int, err error) {
 		return r.readNow()
 	}
 	return dest, n, err
+}
+
+// errStopped ends a reader after Server.StopReading.
+var errStopped = errors.New("fuse: server stopped reading")
+
+// stopReading makes every reader return before its next read and wakes
+// the ones waiting in the netpoller (a past deadline on the poll clone).
+func (r *fuseFD) stopReading() {
+	r.stopping.Store(true)
+	if r.poll != nil {
+		r.poll.SetReadDeadline(time.Unix(1, 0))
+	}
 }
 
 // readNow reads one request from the device.

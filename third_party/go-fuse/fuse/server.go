@@ -377,6 +377,19 @@ func (ms *Server) Serve() {
 	ms.fileSystem.OnUnmount()
 }
 
+// StopReading makes the server stop reading requests, for a handover of
+// the connection to another server process: each request loop answers the
+// request it has read, if any, and ends before its next read, so no
+// request is left read but unanswered (which a kernel without
+// FUSE_NOTIFY_RESEND could never send again). Serve then returns as after
+// an unmount, but the connection stays as long as another descriptor of
+// it is open. Readers waiting for a request are woken only with
+// MountOptions.PollReads; without it a reader blocked in read(2) stops
+// after the next request it reads and answers.
+func (ms *Server) StopReading() {
+	ms.fuseFD.stopReading()
+}
+
 // Wait waits for the serve loop to exit. This should only be called
 // after Serve has been called, or it will hang indefinitely.
 func (ms *Server) Wait() {
@@ -440,6 +453,9 @@ func (ms *Server) loop() {
 exit:
 	for {
 		req, errNo := ms.fuseFD.readRequest()
+		if req == nil && ms.fuseFD.stopping.Load() {
+			break exit // StopReading: every request read is answered
+		}
 		switch errNo {
 		case OK:
 			if req == nil {
