@@ -2,10 +2,12 @@ package fusefs
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/secretfs/secretfs/sanity/needroot"
 )
 
 // stopBound is how long a server may take to stop once its session has
@@ -132,6 +136,79 @@ func goroutines() string {
 	var b strings.Builder
 	pprof.Lookup("goroutine").WriteTo(&b, 2)
 	return b.String()
+}
+
+// cpuHog keeps every core busy with spinning child processes until the
+// test ends (at most d), as on a loaded CI machine.
+func cpuHog(t *testing.T, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	for range runtime.NumCPU() {
+		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", "while :; do :; done")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Kill() // our own child, by pid
+			cmd.Wait()
+		})
+	}
+}
+
+// TestEveryServerStopsUnderLoad mounts, uses and unmounts 200 times with
+// every core busy, and checks that each server stops (Done closes) within
+// stopBound of its unmount. Each round reads a file, watches it and
+// switches versions with a grace of 0-3 ms, so that hide's notices race
+// the unmount; every other round the watch is still held at the unmount.
+func TestEveryServerStopsUnderLoad(t *testing.T) {
+	needroot.FUSE(t, "200 FUSE mounts")
+	const rounds = 200
+	cpuHog(t, 5*time.Minute)
+	var slowest time.Duration
+	for i := range rounds {
+		dir := t.TempDir()
+		grace := time.Duration(i%4)*time.Millisecond + time.Nanosecond
+		fs, err := New(Options{Grace: grace}, payload(map[string]string{"k": "1"}, 0o644))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fs.Mount(dir); err != nil {
+			t.Fatal(err)
+		}
+		dev := mountDev(t, dir)
+		if got := rawRead(t, filepath.Join(dir, "k")); got != "1" {
+			t.Fatalf("round %d: read %q", i, got)
+		}
+		in, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unix.InotifyAddWatch(in, filepath.Join(dir, "k"), unix.IN_DELETE_SELF); err != nil {
+			t.Fatal(err)
+		}
+		if err := fs.Update(payload(map[string]string{"k": "2"}, 0o644)); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			unix.Close(in)
+		}
+		start := time.Now()
+		if err := fs.Unmount(); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		aborted := waitStopped(t, fs, dev)
+		if i%2 == 1 {
+			unix.Close(in)
+		}
+		if t.Failed() {
+			t.Fatalf("round %d of %d", i, rounds)
+		}
+		if !aborted {
+			slowest = max(slowest, time.Since(start))
+		}
+	}
+	t.Logf("%d servers stopped, the slowest %v after its unmount", rounds, slowest)
 }
 
 // TestCopyInAnotherNamespaceHoldsTheSession is the flake this package's
