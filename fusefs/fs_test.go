@@ -43,15 +43,12 @@ func mount(t *testing.T, opts Options, p *projection.Payload) (*FS, string) {
 	if err := fs.Mount(dir); err != nil {
 		t.Fatal(err)
 	}
+	dev := mountDev(t, dir)
 	t.Cleanup(func() {
 		if err := fs.Unmount(); err != nil {
 			t.Error(err)
 		}
-		select {
-		case <-fs.Done():
-		case <-time.After(10 * time.Second):
-			t.Error("server did not stop after unmount")
-		}
+		waitStopped(t, fs, dev)
 	})
 	return fs, dir
 }
@@ -251,14 +248,11 @@ func TestUnmountFromOutside(t *testing.T) {
 	if err := fs.Mount(dir); err != nil {
 		t.Fatal(err)
 	}
+	dev := mountDev(t, dir)
 	if err := exec.Command("umount", dir).Run(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-fs.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("server still running after an outside unmount")
-	}
+	waitStopped(t, fs, dev)
 }
 
 // TestNoNoticeAfterUnmount: a grace timer firing after the mount is gone
@@ -274,11 +268,14 @@ func TestNoNoticeAfterUnmount(t *testing.T) {
 	if err := fs.Mount(dir); err != nil {
 		t.Fatal(err)
 	}
+	dev := mountDev(t, dir)
 	if err := fs.Update(payload(map[string]string{"k": "2"}, 0o644)); err != nil {
 		t.Fatal(err)
 	}
-	fs.Unmount()
-	<-fs.Done()
+	if err := fs.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	waitStopped(t, fs, dev)
 	var files []*os.File // likely to get the old descriptor number
 	for range 4 {
 		f, err := os.CreateTemp(t.TempDir(), "reuse")

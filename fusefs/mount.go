@@ -264,14 +264,20 @@ func (fs *FS) FD() int {
 	return fs.fd
 }
 
-// Done is closed when the mount is gone (unmounted by us or from outside)
-// and every byte of it has been wiped.
+// Done is closed when the session has ended and every byte of it has been
+// wiped. The kernel ends a session when its last mount is gone, in every
+// mount namespace: a process that made a new mount namespace while this
+// one was mounted holds a copy of it, which neither Unmount nor an outside
+// umount here removes, and the session lasts until that copy is unmounted
+// or its namespace dies.
 func (fs *FS) Done() <-chan struct{} { return fs.done }
 
 // Unmount detaches the filesystem. A busy mount is detached lazily: it
 // disappears from the tree at once and the kernel ends the session, and
-// with it the data, when the last open file is closed. Root unmounts with
-// umount(2); any other user through `fusermount3 -u` (`-u -z` when busy).
+// with it the data, when the last open file is closed (and the last copy
+// of the mount in another mount namespace is gone; see Done). Root
+// unmounts with umount(2); any other user through
+// `fusermount3 -u` (`-u -z` when busy).
 func (fs *FS) Unmount() error {
 	fs.mu.RLock()
 	dir := fs.dir

@@ -51,9 +51,13 @@ func rawRead(t *testing.T, path string) string {
 	return string(buf[:n])
 }
 
-// TestThreadsDoNotGrowWithMounts: 200 mounts, each served and read, leave
-// the process below 32 OS threads. Each server waits for the kernel in
-// the netpoller; with a blocking read(2) per mount this is over 200.
+// TestThreadsDoNotGrowWithMounts: 200 mounts, each served and read, add
+// fewer than 24 OS threads to the process. Each server waits for the
+// kernel in the netpoller; with a blocking read(2) per mount this is
+// over 150 even if every thread the process already had is reused. The
+// bound is on what the mounts add: the runtime never ends a thread, and
+// earlier tests of the process (TestSwitchIsAtomic's readers, on a busy
+// machine) leave up to 69 seen so far.
 func TestThreadsDoNotGrowWithMounts(t *testing.T) {
 	needroot.FUSE(t, "200 FUSE mounts")
 	const mounts = 200
@@ -74,7 +78,7 @@ func TestThreadsDoNotGrowWithMounts(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	after := threads(t)
 	t.Logf("%d mounts: %d OS threads (%d before)", mounts, after, before)
-	if after >= 32 {
-		t.Errorf("%d OS threads with %d mounts (%d before), want fewer than 32", after, mounts, before)
+	if after-before >= 24 {
+		t.Errorf("%d mounts added %d OS threads (%d before, %d after), want fewer than 24", mounts, after-before, before, after)
 	}
 }
