@@ -151,7 +151,8 @@ func hostPaths(spec *corev1.PodSpec) map[string]string {
 }
 
 // TestChartRendersTheUpgradeContract checks, for every value set, what
-// upgrades and providers rely on: the plugin rolls, the keeper never does;
+// upgrades and providers rely on: both DaemonSets roll, with graces that
+// let each wait for the other;
 // both see the keeper's socket in the same host folder; every provider
 // folder is a read-only hostPath and a --provider-dir; the plugin may read
 // SecretProviderClasses (and nothing else) exactly when it talks to the
@@ -204,8 +205,18 @@ func TestChartRendersTheUpgradeContract(t *testing.T) {
 			}
 			if hasKeeper {
 				k := decode[appsv1.DaemonSet](t, objs, "DaemonSet/secretfs-keeper")
-				if got := k.Spec.UpdateStrategy.Type; got != appsv1.OnDeleteDaemonSetStrategyType {
-					t.Errorf("keeper updateStrategy %q, want OnDelete: an upgrade must never restart it", got)
+				// Either DaemonSet may roll first, or both at once: a
+				// stopping keeper waits (its grace) for a running plugin
+				// to hold its mounts, a stopping plugin (30 s, --stop-wait
+				// 25 s) for a keeper.
+				if got := k.Spec.UpdateStrategy.Type; got != appsv1.RollingUpdateDaemonSetStrategyType || k.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable.IntValue() != 1 {
+					t.Errorf("keeper updateStrategy %q, want RollingUpdate with maxUnavailable 1", got)
+				}
+				if g := k.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g < 60 {
+					t.Errorf("keeper termination grace %v, want at least 60 s for a new plugin to start", g)
+				}
+				if g := spec.TerminationGracePeriodSeconds; g == nil || *g <= 25 {
+					t.Errorf("plugin termination grace %v, want over --stop-wait's 25 s", g)
 				}
 				if a, p := hostPaths(&k.Spec.Template.Spec)["run"], hostPaths(spec)["keeper"]; a != vals.Keeper.SocketDir || p != a {
 					t.Errorf("keeper socket folder: keeper hostPath %q, plugin hostPath %q, want %q", a, p, vals.Keeper.SocketDir)

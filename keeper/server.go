@@ -497,6 +497,11 @@ func (k *Keeper) do(s *session, m *wire.Message, fd int) []frame {
 	return ack()
 }
 
+// noticeBacklog bounds the notices waiting for delivery per mount (the
+// buffer is allocated with every record). A server whose Notify finds it
+// full writes them itself.
+const noticeBacklog = 32
+
 // commit makes h the record held under id, owned by s. The caller holds
 // the lock.
 func (k *Keeper) commit(s *session, id key, h *held) {
@@ -504,7 +509,7 @@ func (k *Keeper) commit(s *session, id key, h *held) {
 		old.forget()
 	}
 	h.owner = s
-	h.notices = make(chan []fusefs.Notice, 1024)
+	h.notices = make(chan []fusefs.Notice, noticeBacklog)
 	go h.deliver()
 	k.mounts[id] = h
 	k.log.Debug("holding mount", "kind", id.kind, "mount", id.id, "versions", len(h.versions), "journal", h.journal >= 0)

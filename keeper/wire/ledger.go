@@ -193,17 +193,30 @@ func (l *Ledger) Write(ps []Part) error {
 	putEntry(l.mem, next, e)
 	if l.cur >= 0 {
 		old := l.slots[l.cur]
-		clear(l.mem[old.off : old.off+old.n])
 		putEntry(l.mem, l.cur, slotEntry{})
+		l.release(old.off, old.n)
 		l.slots[l.cur] = slotEntry{}
 	}
 	l.cur, l.seq, l.slots[next] = next, e.seq, e
 	return nil
 }
 
+// release zeroes n bytes at off and gives their whole pages back to the
+// kernel (a hole reads as zeros), so a ledger holds about one snapshot's
+// pages however often it is written.
+func (l *Ledger) release(off, n uint64) {
+	clear(l.mem[off : off+n])
+	page := uint64(unix.Getpagesize())
+	start, end := (off+page-1)/page*page, (off+n)/page*page
+	if end > start {
+		_ = unix.Fallocate(l.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(start), int64(end-start))
+	}
+}
+
 // Wipe zeroes the ledger's content (its mount is gone).
 func (l *Ledger) Wipe() {
-	clear(l.mem[len(ledgerMagic):])
+	clear(l.mem[len(ledgerMagic):ledgerHeader])
+	l.release(ledgerHeader, uint64(len(l.mem))-ledgerHeader)
 	l.cur, l.slots = -1, [2]slotEntry{}
 }
 

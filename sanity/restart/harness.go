@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,8 @@ type World struct {
 	Logs    []string
 	Targets []string
 	Reqs    []*csi.NodePublishVolumeRequest
+	// Env is added to the plugin's environment (SECRETFS_NO_RESEND=1).
+	Env []string
 }
 
 // NewWorld makes a world in a fresh folder (kept when the test fails).
@@ -104,6 +107,7 @@ func (w *World) Start(bin string) {
 	w.Plugin = exec.Command(bin, "csi", "--endpoint", "unix://"+w.Sock, "--node-id", "n1",
 		"--source", "file:"+w.Src, "--keeper", w.Keeper, "--mount-root", w.Dir)
 	w.Plugin.Stderr = log
+	w.Plugin.Env = append(os.Environ(), w.Env...)
 	if err := w.Plugin.Start(); err != nil {
 		w.T.Fatal(err)
 	}
@@ -209,26 +213,45 @@ func (w *World) Publish(req *csi.NodePublishVolumeRequest) error {
 
 // PublishAll publishes volumes 0..n-1 (every fifth one static) and
 // records their requests and targets.
-func (w *World) PublishAll(n int) {
+func (w *World) PublishAll(n int) { w.PublishConcurrently(n, 1) }
+
+// PublishConcurrently publishes volumes 0..n-1 with inflight publishes
+// under way at once, as kubelet does for a node full of new Pods.
+func (w *World) PublishConcurrently(n, inflight int) {
 	w.T.Helper()
+	reqs := make([]*csi.NodePublishVolumeRequest, n)
 	for i := range n {
 		w.Secret(i, 0)
-		req := w.Request(i)
+		reqs[i] = w.Request(i)
 		if Static(i) {
-			SetStatic(req, 0)
+			SetStatic(reqs[i], 0)
 		}
-		// kubelet retries a failed publish; so does this, for a Secret
-		// written a moment ago that a release's file source has not
-		// seen yet (its parse cache keys on coarse file stamps).
-		err := w.Publish(req)
-		for try := 0; status.Code(err) == codes.NotFound && try < 10; try++ {
-			time.Sleep(100 * time.Millisecond)
-			err = w.Publish(req)
-		}
+	}
+	errs := make([]error, n)
+	slots := make(chan struct{}, inflight)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			// kubelet retries a failed publish; so does this, for a
+			// Secret written a moment ago that a release's file source
+			// has not seen yet (its parse cache keys on coarse stamps).
+			err := w.Publish(reqs[i])
+			for try := 0; status.Code(err) == codes.NotFound && try < 10; try++ {
+				time.Sleep(100 * time.Millisecond)
+				err = w.Publish(reqs[i])
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
 		if err != nil {
 			w.T.Fatalf("publish %d: %v", i, err)
 		}
-		w.Reqs, w.Targets = append(w.Reqs, req), append(w.Targets, req.TargetPath)
+		w.Reqs, w.Targets = append(w.Reqs, reqs[i]), append(w.Targets, reqs[i].TargetPath)
 	}
 }
 
@@ -292,6 +315,8 @@ type Readers struct {
 	slowest  atomic.Int64 // ns, since the last Slowest
 	mu       sync.Mutex
 	first    error
+	took     []time.Duration // since the last Window
+	blocked  atomic.Int64    // readers inside a read now
 	wg       sync.WaitGroup
 }
 
@@ -304,10 +329,18 @@ func StartReaders(targets []string, n int, check func(i int, v string) error) *R
 			defer r.wg.Done()
 			for i := k % len(targets); !r.stop.Load(); i = (i + 1) % len(targets) {
 				t0 := time.Now()
+				r.blocked.Add(1)
 				v, err := ReadVolume(targets[i])
-				if d := time.Since(t0).Nanoseconds(); d > r.slowest.Load() {
+				r.blocked.Add(-1)
+				took := time.Since(t0)
+				if d := took.Nanoseconds(); d > r.slowest.Load() {
 					r.slowest.Store(d)
 				}
+				r.mu.Lock()
+				if len(r.took) < 1<<20 {
+					r.took = append(r.took, took)
+				}
+				r.mu.Unlock()
 				if err == nil {
 					err = check(i, v)
 				}
@@ -324,6 +357,17 @@ func StartReaders(targets []string, n int, check func(i int, v string) error) *R
 		}()
 	}
 	return r
+}
+
+// Window returns the sorted durations of the reads since the last call,
+// and starts over.
+func (r *Readers) Window() []time.Duration {
+	r.mu.Lock()
+	w := r.took
+	r.took = nil
+	r.mu.Unlock()
+	slices.Sort(w)
+	return w
 }
 
 // Slowest returns the longest read since the last call, and starts over.
@@ -356,4 +400,32 @@ func Tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// StopWithin ends the readers, waiting at most d for those blocked in a
+// read (a request nobody will answer); it reports how many still were.
+func (r *Readers) StopWithin(d time.Duration) int {
+	r.stop.Store(true)
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return 0
+	case <-time.After(d):
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return int(r.blocked.Load())
+}
+
+// Kill sends sig to a process the world started, by its PID, and waits
+// for it when the signal ends it.
+func Kill(t testing.TB, c *exec.Cmd, sig syscall.Signal) {
+	t.Helper()
+	if err := c.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
+		c.Wait()
+	}
 }

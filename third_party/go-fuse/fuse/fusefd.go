@@ -146,6 +146,9 @@ func (r *fuseFD) readRequest() (req *requestAlloc, code Status) {
 		r.putReq(req)
 		r.reqReaders--
 		r.reqMu.Unlock()
+		if err == errStopped {
+			return nil, OK // the loop sees stopping and ends
+		}
 		return nil, ToStatus(err)
 	}
 
