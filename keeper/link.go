@@ -68,6 +68,7 @@ type Link struct {
 	told     uint64          // the serial the keeper was told of stopping on
 	since    time.Time       // when mounts became unprotected
 	logged   bool            // the episode is logged
+	refused  error           // the keeper refused this server: Run ended
 	wake     chan struct{}
 }
 
@@ -96,6 +97,9 @@ func (l *Link) Run(ctx context.Context) {
 			var refused *RefusedError
 			if errors.As(err, &refused) {
 				l.log.Error("the keeper refuses this server: mounts will not survive a restart", "err", err)
+				l.mu.Lock()
+				l.refused = err
+				l.mu.Unlock()
 				return
 			}
 			l.count(err)
@@ -243,10 +247,13 @@ func (l *Link) List(ctx context.Context, wait time.Duration) ([]Entry, error) {
 	deadline := time.Now().Add(wait)
 	for {
 		l.mu.Lock()
-		c := l.c
+		c, refused := l.c, l.refused
 		l.mu.Unlock()
 		if c != nil {
 			return c.List()
+		}
+		if refused != nil {
+			return nil, refused
 		}
 		if time.Now().After(deadline) {
 			return nil, errors.New("no keeper at " + l.path + " within " + wait.String())

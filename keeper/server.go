@@ -65,7 +65,12 @@ type held struct {
 	// (wire.Ledger): the server writes the versions there itself, so head
 	// and versions stay empty. -1 for a version 1 record.
 	journal int
-	notices chan []fusefs.Notice // delivered in order by one goroutine
+	// Notices waiting for delivery, in order; a goroutine delivers them
+	// while there are any (none runs for an idle mount).
+	nmu        sync.Mutex
+	queue      [][]fusefs.Notice
+	delivering bool
+	forgotten  bool // closed once the queue is empty
 	// owner is the connection that registered the record last, nil once
 	// it has closed: while it is open its server serves the mount too.
 	owner *session
@@ -88,21 +93,58 @@ func store(gen uint64, blob []byte) (stored, error) {
 	return stored{gen, mem}, nil
 }
 
-// deliver writes a mount's notices to the kernel. It may wait there until
-// the mount's server answers a lookup; that is why it runs here, in the
-// keeper, and in its own goroutine.
+// notify queues notices for delivery; false: the backlog is full (the
+// server writes them itself).
+func (h *held) notify(ns []fusefs.Notice) bool {
+	h.nmu.Lock()
+	defer h.nmu.Unlock()
+	if len(h.queue) >= noticeBacklog {
+		return false
+	}
+	h.queue = append(h.queue, ns)
+	if !h.delivering {
+		h.delivering = true
+		go h.deliver()
+	}
+	return true
+}
+
+// deliver writes a mount's notices to the kernel, in order. It may wait
+// there until the mount's server answers a lookup; that is why it runs
+// here, in the keeper, in a goroutine of its own while there is work.
 func (h *held) deliver() {
-	for ns := range h.notices {
+	for {
+		h.nmu.Lock()
+		if len(h.queue) == 0 {
+			h.delivering = false
+			if h.forgotten {
+				h.close()
+			}
+			h.nmu.Unlock()
+			return
+		}
+		ns := h.queue[0]
+		h.queue = h.queue[1:]
+		h.nmu.Unlock()
 		fusefs.Send(h.fd, ns)
 	}
+}
+
+func (h *held) close() {
 	syscall.Close(h.fd)
 	closeFD(h.journal)
 }
 
-// forget releases a record: its notices still go out, its bytes are
-// wiped. The caller holds the keeper's lock.
+// forget releases a record: its notices still go out, then its
+// descriptors close; its bytes are wiped. The caller holds the keeper's
+// lock.
 func (h *held) forget() {
-	close(h.notices)
+	h.nmu.Lock()
+	h.forgotten = true
+	if !h.delivering {
+		h.close()
+	}
+	h.nmu.Unlock()
 	clear(h.meta)
 	clear(h.head)
 	for _, v := range h.versions {
@@ -478,9 +520,7 @@ func (k *Keeper) do(s *session, m *wire.Message, fd int) []frame {
 		if h == nil {
 			return failed(fmt.Errorf("mount %s is not held", m.ID))
 		}
-		select {
-		case h.notices <- wire.FuseNotices(m.Notices):
-		default:
+		if !h.notify(wire.FuseNotices(m.Notices)) {
 			return failed(fmt.Errorf("mount %s: notices are not being delivered", m.ID))
 		}
 	case wire.OpForget:
@@ -497,9 +537,8 @@ func (k *Keeper) do(s *session, m *wire.Message, fd int) []frame {
 	return ack()
 }
 
-// noticeBacklog bounds the notices waiting for delivery per mount (the
-// buffer is allocated with every record). A server whose Notify finds it
-// full writes them itself.
+// noticeBacklog bounds the notice batches waiting for delivery per mount.
+// A server whose Notify finds it full writes them itself.
 const noticeBacklog = 32
 
 // commit makes h the record held under id, owned by s. The caller holds
@@ -509,8 +548,6 @@ func (k *Keeper) commit(s *session, id key, h *held) {
 		old.forget()
 	}
 	h.owner = s
-	h.notices = make(chan []fusefs.Notice, noticeBacklog)
-	go h.deliver()
 	k.mounts[id] = h
 	k.log.Debug("holding mount", "kind", id.kind, "mount", id.id, "versions", len(h.versions), "journal", h.journal >= 0)
 }

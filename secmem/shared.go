@@ -15,7 +15,7 @@ var sharedLocked sync.Map
 // MapShared maps size bytes of the file fd for reading and writing, shared
 // with every other mapping of it (a keeper's journal memfd: see
 // keeper/wire.Ledger). Like a Block it never reaches a core dump and is
-// locked while RLIMIT_MEMLOCK allows; unlike a Block its bytes belong to
+// locked (as its pages are touched) while RLIMIT_MEMLOCK allows; unlike a Block its bytes belong to
 // the file and outlive the mapping, so UnmapShared does not zero them.
 func MapShared(fd, size int) ([]byte, error) {
 	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
@@ -23,7 +23,9 @@ func MapShared(fd, size int) ([]byte, error) {
 		return nil, fmt.Errorf("map %d bytes of shared secret memory: %w", size, err)
 	}
 	_ = unix.Madvise(mem, unix.MADV_DONTDUMP)
-	if err := unix.Mlock(mem); err == nil {
+	// Locked as pages are touched (Linux 4.4), so a journal costs the
+	// pages it uses, not its size.
+	if err := mlockOnFault(mem); err == nil {
 		sharedLocked.Store(uintptr(unsafe.Pointer(&mem[0])), true)
 		lockedBytes.Add(int64(size))
 	} else {
@@ -44,4 +46,13 @@ func UnmapShared(mem []byte) {
 	}
 	heldBytes.Add(-size)
 	_ = unix.Munmap(mem)
+}
+
+// mlockOnFault is mlock2(MLOCK_ONFAULT), which x/sys/unix does not wrap.
+func mlockOnFault(mem []byte) error {
+	_, _, errno := unix.Syscall(unix.SYS_MLOCK2, uintptr(unsafe.Pointer(&mem[0])), uintptr(len(mem)), unix.MLOCK_ONFAULT)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }

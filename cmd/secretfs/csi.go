@@ -91,6 +91,7 @@ func runCSI(args []string, _, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	secmem.SetLogger(log)
+	raiseFileLimit()
 
 	cfg := csi.Config{Version: version, NodeID: *nodeID, Logger: log, MountRoot: *mountRoot}
 	if *source != "none" {

@@ -41,6 +41,7 @@ func runKeeper(args []string, _, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	secmem.SetLogger(log)
+	raiseFileLimit()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := keeper.New(log).Serve(ctx, *socket); err != nil {

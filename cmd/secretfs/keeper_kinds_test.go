@@ -143,7 +143,7 @@ func TestKeeperProtocolInVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "secretfs ") || lines[1] != "keeper protocol: 1" {
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "secretfs ") || lines[1] != "keeper protocol: 1 2" {
 		t.Errorf("secretfs version printed:\n%s", out)
 	}
 }
