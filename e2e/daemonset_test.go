@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 
 	"github.com/secretfs/secretfs/sanity/cluster"
@@ -228,73 +229,141 @@ done`
 		t.Errorf("the new plugin did not take the mount over (%v):\n%s", err, indent(plog))
 	}
 
-	upgradeKeeper(t, ctx, ns, reader, keeperDS, ds, dsPod, kcm, step)
+	dsPod = keeperThenPlugin(t, ctx, ns, reader, keeperDS, ds, dsPod, kcm, step)
+	dsPod = rollBoth(t, ctx, ns, reader, keeperDS, ds, dsPod, kcm, step)
 	zero = int64(0)
 	kc.CoreV1().Pods(ns).Delete(ctx, reader.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	if err := waitNoSecretfsMounts(2 * time.Minute); err != nil {
 		t.Error(err)
 	}
 	step("reading Pod deleted, its volume unpublished by the new plugin")
+	bothKilled(t, ctx, ns, keeperDS, ds, dsPod, kcm, step)
 }
 
-// upgradeKeeper replaces the keeper as its OnDelete strategy wants it
-// (its Pod deleted, the controller makes a new one, which holds nothing),
-// then the plugin, as the next rollout does. Required: the keeper's
-// replacement costs the reader nothing and updates still arrive; after
-// the plugin's, whose mounts no keeper held any more, kubelet's
-// republish mounts the volume afresh on the node (a new mount at the
-// target) and a new Pod reads the Secret. Measured (README "Upgrade"):
-// what the running reader sees meanwhile. It returns the new plugin Pod.
-func upgradeKeeper(t *testing.T, ctx context.Context, ns string, reader *corev1.Pod,
+// keeperThenPlugin replaces the keeper's Pod (the new keeper gets every
+// mount from the running plugin), then the plugin's (the next plugin
+// takes them from the new keeper). The reading Pod must fail no read and
+// get the updates after each step. It returns the new plugin Pod.
+func keeperThenPlugin(t *testing.T, ctx context.Context, ns string, reader *corev1.Pod,
 	keeperDS, ds *appsv1.DaemonSet, dsPod *corev1.Pod, kcm *node.ControllerManager, step func(string)) *corev1.Pod {
 	t.Helper()
-	target, oldID := secretfsTarget(t, reader)
+	since := time.Now()
 	replacePod(t, ctx, keeperDS, runningPod(t, ctx, keeperDS, kcm), kcm)
-	step("keeper Pod replaced (its OnDelete upgrade)")
+	step("keeper Pod replaced")
 	updateSecret(t, ns, "up", map[string]string{"k": "v2"})
 	waitLog(t, reader, "v2", 30*time.Second)
-	if errs := errLines(t, reader, time.Time{}); len(errs) > 0 {
-		t.Errorf("the reading Pod failed %d reads while the keeper was replaced, first at %s", len(errs), errs[0].Format(time.RFC3339Nano))
-	}
-	step("an update after the keeper's replacement reached the reading Pod; no failed read")
-
-	restarted := time.Now()
 	dsPod = replacePod(t, ctx, ds, dsPod, kcm)
-	step("plugin Pod replaced too: no keeper held its mounts")
+	step("plugin Pod replaced after the keeper's: " + dsPod.Name)
 	updateSecret(t, ns, "up", map[string]string{"k": "v3"})
-	// A readable path proves nothing here: the kernel answers cached
-	// lookups and pages of a dead FUSE connection. A new mount at the
-	// target does.
-	remounted := waitNewMount(target, oldID, 3*time.Minute)
-	if remounted.IsZero() {
-		// Seen on v1.37.2: kubelet republishes ~30 s after the restart and
-		// the plugin refuses it ("already a mount point ... not made by
-		// this process"): its dead-mount check (an lstat) is answered from
-		// the kernel's cache of the dead connection.
-		t.Errorf("no new secretfs mount at %s 3 min after the plugin's restart: the republish did not replace the dead mount (kubelet.log says why)", target)
-	} else {
-		step(fmt.Sprintf("kubelet republished the volume: a new mount at the target %.1fs after the plugin Pod's deletion",
-			remounted.Sub(restarted).Seconds()))
+	waitLog(t, reader, "v3", 30*time.Second)
+	if errs := errLines(t, reader, since); len(errs) > 0 {
+		t.Errorf("the reading Pod failed %d reads while the keeper and then the plugin were replaced, first at %s", len(errs), errs[0].Format(time.RFC3339Nano))
 	}
-	time.Sleep(15 * time.Second)
-	errs := errLines(t, reader, restarted)
-	seen := waitLogQuiet(reader, "v3", time.Second)
-	since := func(at time.Time) string { return fmt.Sprintf("%.1fs", at.Sub(restarted).Seconds()) }
-	switch {
-	case len(errs) == 0:
-		t.Logf("MEASURED: after the plugin's restart without a keeper the reading Pod failed no read for %s; v3 seen: %v", since(time.Now()), !seen.IsZero())
-	default:
-		t.Logf("MEASURED: after the plugin's restart without a keeper the reading Pod read its cached files for %s, then failed %d reads from %s to %s after the restart (the last check %s after it); v3 seen: %v",
-			since(errs[0]), len(errs), since(errs[0]), since(errs[len(errs)-1]), since(time.Now()), !seen.IsZero())
+	if plog, err := theNode.LogText(dsPod, "secretfs"); err != nil || !strings.Contains(plog, "volume taken over") {
+		t.Errorf("the plugin after the new keeper did not take the mount over (%v):\n%s", err, indent(plog))
 	}
-	after := createPod(t, makePod(podSpec{ns: ns, name: "after-keeper", script: `cat /etc/foo/k; echo`,
-		vols: []vol{{"foo", "/etc/foo", corev1.SecretVolumeSource{SecretName: "up"}}}}, kindCSI))
-	waitPod(t, after, 2*time.Minute, corev1.PodSucceeded)
-	waitLog(t, after, "v3", 30*time.Second)
-	step("a new Pod read the Secret after the keeper's upgrade")
-	zero := int64(0)
-	kc.CoreV1().Pods(ns).Delete(ctx, after.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	step("keeper then plugin replaced: no failed read, updates arrived after each")
 	return dsPod
+}
+
+// rollBoth changes both DaemonSets' Pod templates at once, as a helm
+// upgrade of the image does: the controller replaces both Pods on the
+// node in its own order. The reading Pod must fail no read and get the
+// next update. It returns the new plugin Pod.
+func rollBoth(t *testing.T, ctx context.Context, ns string, reader *corev1.Pod,
+	keeperDS, ds *appsv1.DaemonSet, dsPod *corev1.Pod, kcm *node.ControllerManager, step func(string)) *corev1.Pod {
+	t.Helper()
+	since := time.Now()
+	oldKeeper := runningPod(t, ctx, keeperDS, kcm)
+	patch := []byte(fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"secretfs.dev/rolled":%q}}}}}`, since.Format(time.RFC3339Nano)))
+	for _, d := range []*appsv1.DaemonSet{keeperDS, ds} {
+		if _, err := kc.AppsV1().DaemonSets(d.Namespace).Patch(ctx, d.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newPlugin := rolledPod(t, ctx, []*appsv1.DaemonSet{ds, keeperDS}, ds, dsPod.Name, kcm)
+	rolledPod(t, ctx, []*appsv1.DaemonSet{ds, keeperDS}, keeperDS, oldKeeper.Name, kcm)
+	step("both DaemonSets rolled: plugin " + newPlugin.Name)
+	updateSecret(t, ns, "up", map[string]string{"k": "v4"})
+	waitLog(t, reader, "v4", time.Minute)
+	if errs := errLines(t, reader, since); len(errs) > 0 {
+		t.Errorf("the reading Pod failed %d reads while both DaemonSets rolled, first at %s", len(errs), errs[0].Format(time.RFC3339Nano))
+	}
+	step("both rolled: no failed read, the next update arrived")
+	return newPlugin
+}
+
+// rolledPod binds the Pods of every DaemonSet in all (there is no
+// scheduler) until ds has a running Pod other than old, and returns it.
+func rolledPod(t *testing.T, ctx context.Context, all []*appsv1.DaemonSet, ds *appsv1.DaemonSet, old string, kcm *node.ControllerManager) *corev1.Pod {
+	t.Helper()
+	sel := metav1.FormatLabelSelector(ds.Spec.Selector)
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		for _, d := range all {
+			if _, err := theNode.BindPods(ctx, d.Namespace, metav1.FormatLabelSelector(d.Spec.Selector)); err != nil {
+				t.Log(err)
+			}
+		}
+		l, err := kc.CoreV1().Pods(ds.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range l.Items {
+			if p.Name != old && p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning && podReady(&p) {
+				return &l.Items[i]
+			}
+		}
+		if time.Now().After(deadline) {
+			dumpDaemonSet(t, ds, l.Items, kcm)
+			t.Fatalf("DaemonSet %s did not roll within 5 min", ds.Name)
+		}
+	}
+}
+
+// bothKilled is the last resort: both Pods killed at once (grace 0, as a
+// node-level OOM would), so no process holds the mounts and they die. A
+// reading Pod whose volumeMount has mountPropagation HostToContainer
+// reads again once kubelet republishes the volume: the plugin mounts a
+// fresh volume on top of its dead one at the target, and the mount
+// propagates into the container. Measured: how long after the plugin is
+// back.
+func bothKilled(t *testing.T, ctx context.Context, ns string,
+	keeperDS, ds *appsv1.DaemonSet, dsPod *corev1.Pod, kcm *node.ControllerManager, step func(string)) {
+	t.Helper()
+	createSecret(t, ns, "last", map[string]string{"k": "w0"})
+	const loop = `prev=
+while :; do
+  v=
+  { read -r v || [ -n "$v" ]; } < /etc/foo/k || { echo ERR; sleep 0.1; continue; }
+  if [ "$v" != "$prev" ]; then echo "$v"; prev=$v; fi
+  sleep 0.05
+done`
+	pod := makePod(podSpec{ns: ns, name: "propagated", script: loop,
+		vols: []vol{{"foo", "/etc/foo", corev1.SecretVolumeSource{SecretName: "last"}}}}, kindCSI)
+	hc := corev1.MountPropagationHostToContainer
+	pod.Spec.Containers[0].VolumeMounts[0].MountPropagation = &hc
+	reader := waitPod(t, createPod(t, pod), 2*time.Minute, corev1.PodRunning)
+	waitLog(t, reader, "w0", 30*time.Second)
+	keeperPod := runningPod(t, ctx, keeperDS, kcm)
+	zero := int64(0)
+	killed := time.Now()
+	for _, p := range []*corev1.Pod{keeperPod, dsPod} {
+		if err := kc.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	updateSecret(t, ns, "last", map[string]string{"k": "w1"})
+	newPlugin := rolledPod(t, ctx, []*appsv1.DaemonSet{ds, keeperDS}, ds, dsPod.Name, kcm)
+	back := time.Now()
+	rolledPod(t, ctx, []*appsv1.DaemonSet{ds, keeperDS}, keeperDS, keeperPod.Name, kcm)
+	step(fmt.Sprintf("both Pods killed; plugin %s back %.1fs later", newPlugin.Name, back.Sub(killed).Seconds()))
+	seen := waitLog(t, reader, "w1", 4*time.Minute)
+	errs := errLines(t, reader, killed)
+	step(fmt.Sprintf("the HostToContainer reader reads again (w1) %.1fs after the plugin was back; %d failed reads meanwhile", seen.Sub(back).Seconds(), len(errs)))
+	kc.CoreV1().Pods(ns).Delete(ctx, reader.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	if err := waitNoSecretfsMounts(2 * time.Minute); err != nil {
+		t.Errorf("after the last resort: %v", err)
+	}
 }
 
 // replacePod deletes a DaemonSet's Pod, waits until it is gone and
