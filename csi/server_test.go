@@ -66,17 +66,19 @@ func TestRegistration(t *testing.T) {
 	p := startFakePlugin(t, func(_ *Config, o *ServerOptions) { o.RegistrationDir = reg })
 	sock := RegistrationSocket(reg, DriverName)
 	waitFor(t, "registration socket", func() bool { _, err := os.Stat(sock); return err == nil })
-	fi, err := os.Stat(sock)
-	must(t, err)
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("socket mode %v", fi.Mode())
-	}
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	must(t, err)
 	defer conn.Close()
 	c := registerapi.NewRegistrationClient(conn)
 	info, err := c.GetInfo(context.Background(), &registerapi.InfoRequest{})
 	must(t, err)
+	// The socket exists from bind(2), before listenUnix sets its mode;
+	// once it answers, the mode is set.
+	fi, err := os.Stat(sock)
+	must(t, err)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v", fi.Mode())
+	}
 	if info.Type != registerapi.CSIPlugin || info.Name != DriverName || info.Endpoint != p.sock || strings.Join(info.SupportedVersions, ",") != "1.0.0" {
 		t.Errorf("GetInfo = %v", info)
 	}
