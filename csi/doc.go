@@ -10,11 +10,18 @@
 // of what is ours), the attributes (ParseVolumeAttributes, with the
 // namespace rule) and that an inline volume's pod info matches kubelet's
 // target (checkPodTarget, podtarget.go); Driver.publish prepares the target and Driver.mount hands
-// the volume to package mounted: mounted.Mount for a Secret followed through the
-// cache, mounted.MountStatic for nodePublishSecretRef data, mounted.MountPayload
-// for a Secrets Store provider's files (provider.go). mounts.go keeps the
-// bookkeeping of what this process serves; a republish refreshes the same
-// volume.
+// the volume to the Config's VolumeMaker (maker.go; package mounted by
+// default): Mount for a Secret followed through the cache, MountStatic for
+// nodePublishSecretRef data, MountPayload for a Secrets Store provider's
+// files (provider.go). mounts.go keeps the bookkeeping of what this process
+// serves; a republish refreshes the same volume.
+//
+// The rules ask the kernel only through two small interfaces in Config,
+// as csi-lib's node server takes a mount.Interface and a storage
+// interface: a Mounter (mounter.go: what is mounted at a target, whether
+// its server is gone, the unmount of a dead mount of ours) and a
+// VolumeMaker. Tests give fakes of both (fake_test.go), so the rules run
+// as any user; the tests that mount FUSE need root.
 //
 // Across restarts: with a keeper, every volume is registered with a record
 // of its request (keep.go), and the next process takes them back with

@@ -36,6 +36,11 @@ type Config struct {
 	// removes from (kubelet's root-dir); default DefaultMountRoot.
 	MountRoot string
 	Logger    *slog.Logger
+	// Mounter answers what is mounted at a target and unmounts dead
+	// mounts of ours; nil means the host's (the kernel's mount table).
+	Mounter Mounter
+	// Volumes mounts the volume of a publish; nil means package mounted.
+	Volumes VolumeMaker
 }
 
 // Driver implements the CSI Identity, Controller and Node services.
@@ -44,10 +49,12 @@ type Driver struct {
 	csi.UnimplementedControllerServer
 	csi.UnimplementedNodeServer
 
-	cfg    Config
-	log    *slog.Logger
-	mounts *mounts
-	guard  *targetpath.Guard // every target_path and volume_path passes it
+	cfg     Config
+	log     *slog.Logger
+	mounts  *mounts
+	guard   *targetpath.Guard // every target_path and volume_path passes it
+	mounter Mounter
+	volumes VolumeMaker
 }
 
 // New returns a driver; Serve it with a Server. It fails only on a bad
@@ -65,9 +72,17 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.MountRoot == "" {
 		cfg.MountRoot = DefaultMountRoot
 	}
+	if cfg.Mounter == nil {
+		cfg.Mounter = hostMounter{}
+	}
+	if cfg.Volumes == nil {
+		cfg.Volumes = mountedMaker{}
+	}
 	g, err := targetpath.New(cfg.MountRoot, fsType)
 	if err != nil {
 		return nil, fmt.Errorf("csi: %w", err)
 	}
-	return &Driver{cfg: cfg, log: cfg.Logger, mounts: newMounts(), guard: g}, nil
+	d := &Driver{cfg: cfg, log: cfg.Logger, guard: g, mounter: cfg.Mounter, volumes: cfg.Volumes}
+	d.mounts = newMounts(d.ownMountID)
+	return d, nil
 }

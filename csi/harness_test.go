@@ -39,14 +39,31 @@ type plugin struct {
 	ctrl   csi.ControllerClient
 	ident  csi.IdentityClient
 	regDir string
+	// fm and mk are the fakes of a startFakePlugin (nil otherwise).
+	fm *fakeMounter
+	mk *fakeMaker
 }
 
 type pluginOpt func(*Config, *ServerOptions)
 
+// startPlugin starts a plugin that mounts FUSE (root only).
 func startPlugin(t *testing.T, opts ...pluginOpt) *plugin {
 	t.Helper()
 	requireFUSE(t)
-	p := &plugin{t: t, dir: t.TempDir(), logs: &syncbuf.Buffer{}}
+	return start(t, nil, nil, opts...)
+}
+
+// startFakePlugin starts a plugin whose mounts are pretended (fake_test.go):
+// the rules run as on a node, as any user, and nothing is mounted.
+func startFakePlugin(t *testing.T, opts ...pluginOpt) *plugin {
+	t.Helper()
+	fm := newFakeMounter(t)
+	return start(t, fm, &fakeMaker{m: fm}, opts...)
+}
+
+func start(t *testing.T, fm *fakeMounter, mk *fakeMaker, opts ...pluginOpt) *plugin {
+	t.Helper()
+	p := &plugin{t: t, dir: t.TempDir(), logs: &syncbuf.Buffer{}, fm: fm, mk: mk}
 	p.src = filepath.Join(p.dir, "secrets")
 	must(t, os.Mkdir(p.src, 0o700))
 	b, err := file.New(p.src)
@@ -54,6 +71,9 @@ func startPlugin(t *testing.T, opts ...pluginOpt) *plugin {
 	log := slog.New(slog.NewJSONHandler(p.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c := cache.New(b, cache.Options{Logger: log})
 	cfg := Config{NodeID: "node-1", Cache: c, Logger: log, MountRoot: p.dir}
+	if fm != nil {
+		cfg.Mounter, cfg.Volumes = fm, mk
+	}
 	p.sock = filepath.Join(p.dir, "plugins", DriverName, "csi.sock")
 	sopts := ServerOptions{Endpoint: "unix://" + p.sock}
 	for _, o := range opts {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/backend/provider"
-	"github.com/secretfs/secretfs/mounted"
 )
 
 // mount is one published volume.
@@ -18,7 +17,7 @@ type mount struct {
 	key    string
 	static bool             // fed from the request's `secrets`, updated with Set
 	id     backend.Identity // the pod's service account and tokens (zero: our own identity)
-	vol    *mounted.Volume
+	vol    Volume
 	// mntID is the kernel's id of the mount made at publish (0: unknown,
 	// e.g. taken back from the keeper); unpublish checks with it that the
 	// mount at the target is still ours.
@@ -35,6 +34,9 @@ type mounts struct {
 	mu       sync.Mutex
 	byTarget map[string]*mount
 	locks    map[string]*targetLock
+	// ownID is the id of our mount on top at a target, 0 if none
+	// (Driver.ownMountID).
+	ownID func(target string) uint64
 }
 
 type targetLock struct {
@@ -42,8 +44,8 @@ type targetLock struct {
 	refs int
 }
 
-func newMounts() *mounts {
-	return &mounts{byTarget: map[string]*mount{}, locks: map[string]*targetLock{}}
+func newMounts(ownID func(target string) uint64) *mounts {
+	return &mounts{byTarget: map[string]*mount{}, locks: map[string]*targetLock{}, ownID: ownID}
 }
 
 // lock takes the target's lock; the returned func releases it. It fails
@@ -86,7 +88,7 @@ func (m *mounts) get(target string) *mount {
 // does not wait.
 func (m *mounts) put(target string, mt *mount) {
 	if mt.mntID == 0 {
-		mt.mntID = ownMountID(target)
+		mt.mntID = m.ownID(target)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -126,8 +125,8 @@ func (d *Driver) NodeGetVolumeStats(_ context.Context, req *csi.NodeGetVolumeSta
 	if mt == nil || mt.volumeID != req.GetVolumeId() {
 		return nil, status.Errorf(codes.NotFound, "volume %s is not published at %s", shortKey(req.GetVolumeId()), path)
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(path, &st); err != nil {
+	st, err := d.mounter.Statfs(path)
+	if err != nil {
 		return nil, status.Errorf(codes.Internal, "statfs %s: %v", path, err)
 	}
 	bytes := int64(st.Blocks) * st.Bsize

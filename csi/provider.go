@@ -119,7 +119,7 @@ func (d *Driver) mountProvider(ctx context.Context, r publishRequest, key string
 	mt := &mount{volumeID: r.volumeID, key: key}
 	cfg := d.providerConfig(r, mt)
 	err := d.joinProvider(ctx, r, mt, func(f *provider.Files) error {
-		v, err := mounted.MountPayload(r.target, cfg, f.Payload(r.attrs.Spec.FSGroup))
+		v, err := d.volumes.MountPayload(r.target, cfg, f.Payload(r.attrs.Spec.FSGroup))
 		mt.vol = v
 		return err
 	})

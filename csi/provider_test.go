@@ -41,10 +41,17 @@ func (c *boundClasses) GetClass(ctx context.Context, ns, name string) (*backend.
 
 func startProviderPlugin(t *testing.T) *providerPlugin {
 	t.Helper()
+	return startProviderPluginOn(t, startPlugin)
+}
+
+// startProviderPluginOn is startProviderPlugin on the plugin start gives
+// (startPlugin, or startFakePlugin).
+func startProviderPluginOn(t *testing.T, start func(*testing.T, ...pluginOpt) *plugin) *providerPlugin {
+	t.Helper()
 	socks := t.TempDir()
 	classes := &boundClasses{}
 	var client *provider.Client
-	p := startPlugin(t, func(c *Config, _ *ServerOptions) {
+	p := start(t, func(c *Config, _ *ServerOptions) {
 		client = provider.NewClient(provider.ClientOptions{Dirs: []string{socks}, Timeout: 5 * time.Second, Logger: c.Logger})
 		c.Providers = provider.NewPool(client, classes, c.Logger)
 	})

@@ -63,20 +63,22 @@ func TestIdentityAndController(t *testing.T) {
 
 func TestRegistration(t *testing.T) {
 	reg := filepath.Join(t.TempDir(), "plugins_registry")
-	p := startPlugin(t, func(_ *Config, o *ServerOptions) { o.RegistrationDir = reg })
+	p := startFakePlugin(t, func(_ *Config, o *ServerOptions) { o.RegistrationDir = reg })
 	sock := RegistrationSocket(reg, DriverName)
 	waitFor(t, "registration socket", func() bool { _, err := os.Stat(sock); return err == nil })
-	fi, err := os.Stat(sock)
-	must(t, err)
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("socket mode %v", fi.Mode())
-	}
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	must(t, err)
 	defer conn.Close()
 	c := registerapi.NewRegistrationClient(conn)
 	info, err := c.GetInfo(context.Background(), &registerapi.InfoRequest{})
 	must(t, err)
+	// The socket exists from bind(2), before listenUnix sets its mode;
+	// once it answers, the mode is set.
+	fi, err := os.Stat(sock)
+	must(t, err)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v", fi.Mode())
+	}
 	if info.Type != registerapi.CSIPlugin || info.Name != DriverName || info.Endpoint != p.sock || strings.Join(info.SupportedVersions, ",") != "1.0.0" {
 		t.Errorf("GetInfo = %v", info)
 	}
@@ -86,7 +88,7 @@ func TestRegistration(t *testing.T) {
 
 // A second server refuses a socket that is live; a stale one is replaced.
 func TestSocketTakeover(t *testing.T) {
-	p := startPlugin(t)
+	p := startFakePlugin(t)
 	if _, err := listenUnix(p.sock); err == nil {
 		t.Error("a live socket was taken over")
 	}
@@ -143,7 +145,7 @@ func TestNoSecretInLogs(t *testing.T) {
 // A volume_context over 256 KiB is refused before anything reads it, and
 // the request log shows neither it nor more than 256 bytes of any value.
 func TestHugeVolumeContext(t *testing.T) {
-	p := startPlugin(t)
+	p := startFakePlugin(t)
 	p.writeSecret("default", "s", map[string]string{"k": "v"})
 	const mark = "HUGE-attribute-value-"
 	huge := strings.Repeat(mark, (300<<10)/len(mark))
@@ -166,6 +168,9 @@ func TestHugeVolumeContext(t *testing.T) {
 	ok, _ := p.inline(pod{ns: "default", name: "long"}, "v", map[string]string{"secretName": "s"}, nil)
 	ok.VolumeContext[podInfoPrefix+"note"] = long
 	p.mustPublish(ok)
+	if n := len(p.mk.made()); n != 1 {
+		t.Errorf("%d volumes made, want the one under the limit", n)
+	}
 
 	logs := p.logs.String()
 	if !strings.Contains(logs, "(not shown)") {

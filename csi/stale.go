@@ -7,14 +7,14 @@ import (
 )
 
 // CleanupStale removes the dead mounts of ours under the mount root that
-// an earlier process left (their server is gone: statfs says ENOTCONN, see isDead),
+// an earlier process left (their server is gone: Mounter.Dead),
 // by the rules of target.go: our type and source, a path the guard
 // accepts, dead. Live ones are kept: another process (a keeper) serves
 // them. kubelet republishes the volumes (requiresRepublish) into fresh
 // mounts. Mounts this process serves are never looked at: a server must
 // not wait on its own mounts.
 func (d *Driver) CleanupStale() (cleaned int, err error) {
-	infos, err := d.guard.Mounts(fsType)
+	infos, err := d.mounter.Below(d.guard, fsType)
 	if err != nil {
 		return 0, err
 	}
@@ -32,10 +32,10 @@ func (d *Driver) CleanupStale() (cleaned int, err error) {
 		}
 		// umount(2) takes the topmost mount: clean only if that is the
 		// one listed here.
-		if top, err := p.Mount(); err != nil || top == nil || top.ID != mi.ID {
+		if top, err := d.mounter.At(p); err != nil || top == nil || top.ID != mi.ID {
 			continue
 		}
-		if isDead(p.Name) {
+		if d.mounter.Dead(p.Name) {
 			dead = append(dead, p.Name)
 		}
 	}
@@ -43,7 +43,7 @@ func (d *Driver) CleanupStale() (cleaned int, err error) {
 	sort.Slice(dead, func(i, j int) bool { return len(dead[i]) > len(dead[j]) })
 	var errs []error
 	for _, mp := range dead {
-		if err := unmountOurs(mp); err != nil {
+		if err := d.mounter.Unmount(mp); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -2,10 +2,8 @@ package csi
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -17,17 +15,20 @@ import (
 	"github.com/secretfs/secretfs/targetpath"
 )
 
-// This file decides what the plugin may do at a target. Every path first passes the guard (targetpath); then:
+// This file decides what the plugin may do at a target. Every path first
+// passes the guard (targetpath); then, with what the Mounter (mounter.go)
+// answers of the mount table:
 //
 //   - a mount is ours if this process's bookkeeping holds it (its own
 //     publishes and the mounts it took back from the keeper), or, for a
 //     mount an earlier process left, if mountinfo shows our type and our
 //     source marker (fsType, mountSource) and its server is gone
-//     (ENOTCONN). A live mount of an earlier process that we did not take
-//     back is served by someone else: not ours to undo.
+//     (Mounter.Dead: ENOTCONN). A live mount of an earlier process that we
+//     did not take back is served by someone else: not ours to undo.
 //   - only a mount of ours is unmounted: a live one by its volume
-//     (mounted.Volume.Unmount), and only while the topmost mount at the
-//     target is still it (mount.onTop); a dead one with UMOUNT_NOFOLLOW;
+//     (Volume.Unmount), and only while the topmost mount at the target is
+//     still it (Driver.onTop); a dead one by Mounter.Unmount
+//     (UMOUNT_NOFOLLOW);
 //   - only an empty folder is removed (rmdir, never unlink or RemoveAll),
 //     and on a failed publish only the folder this publish created.
 
@@ -65,53 +66,30 @@ func isOurs(mi *mountinfo.Info) bool {
 }
 
 // ownMountID is the id of the topmost mount at target if that mount is
-// ours (isOurs), else 0. It reads the mount table: for a volume taken back
-// from the keeper, whose id publish did not note.
-func ownMountID(target string) uint64 {
-	var stx unix.Statx_t
-	if unix.Statx(unix.AT_FDCWD, target, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &stx) != nil || stx.Mask&unix.STATX_MNT_ID == 0 {
+// ours (isOurs), else 0: for a volume taken back from the keeper, whose
+// id publish did not note. The volume is served by now, so looking at
+// its target does not wait.
+func (d *Driver) ownMountID(target string) uint64 {
+	p, err := d.guard.Check(target)
+	if err != nil {
 		return 0
 	}
-	infos, err := mountinfo.GetMounts(func(mi *mountinfo.Info) (skip, stop bool) {
-		return uint64(mi.ID) != stx.Mnt_id, uint64(mi.ID) == stx.Mnt_id
-	})
-	if err != nil || len(infos) != 1 || !isOurs(infos[0]) {
+	id, err := d.mounter.TopID(p)
+	if err != nil || id == 0 {
 		return 0
 	}
-	return stx.Mnt_id
-}
-
-// isDead says the mount at path has lost its server. It asks with
-// statfs(2), which the kernel always sends to the server: lstat is
-// answered from the attribute cache even on a connection that is gone, so
-// a dead mount whose root attributes are cached looked alive (and kubelet's
-// republish over it was refused for minutes). A mount whose server is only
-// absent (a keeper holds it, nobody serves it yet) makes statfs wait, so
-// the probe gives up after deadProbeTimeout and calls it alive: only a
-// connection the kernel has aborted answers ENOTCONN at once. A probe that
-// gave up leaves its goroutine waiting until the mount is served or dies.
-func isDead(path string) bool {
-	done := make(chan error, 1)
-	go func() {
-		var st unix.Statfs_t
-		done <- unix.Statfs(path, &st)
-	}()
-	select {
-	case err := <-done:
-		return err != nil && mountutils.IsCorruptedMnt(err)
-	case <-time.After(deadProbeTimeout):
-		return false
+	mi, err := d.mounter.At(p)
+	if err != nil || mi == nil || uint64(mi.ID) != id || !isOurs(mi) {
+		return 0
 	}
+	return id
 }
-
-// deadProbeTimeout bounds isDead's wait on a mount nobody serves.
-const deadProbeTimeout = time.Second
 
 // prepareTarget makes the target ready for a mount and says whether it
 // created the folder (the only thing a failed publish may remove). kubelet
 // creates only the parent. A dead mount of ours there is unmounted; any
 // other mount, or anything that is not a folder, is refused untouched.
-func prepareTarget(p targetpath.Path, log interface{ Info(string, ...any) }) (created bool, err error) {
+func (d *Driver) prepareTarget(p targetpath.Path) (created bool, err error) {
 	defer fusefs.Slot()() // lstat, mkdir and rmdir block a thread each: bounded with mounts
 	fi, err := os.Lstat(p.Name)
 	switch {
@@ -124,15 +102,15 @@ func prepareTarget(p targetpath.Path, log interface{ Info(string, ...any) }) (cr
 		}
 		return true, nil
 	case err != nil && mountutils.IsCorruptedMnt(err):
-		mi, merr := p.Mount()
+		mi, merr := d.mounter.At(p)
 		if merr != nil {
 			return false, status.Errorf(codes.Internal, "check target %s: %v", p.Name, merr)
 		}
 		if mi == nil || !isOurs(mi) {
 			return false, status.Errorf(codes.AlreadyExists, "target %s holds a dead mount not made by this plugin", p.Name)
 		}
-		log.Info("cleaning a dead mount at the target", "target", p.Name)
-		if err := unmountOurs(p.Name); err != nil {
+		d.log.Info("cleaning a dead mount at the target", "target", p.Name)
+		if err := d.mounter.Unmount(p.Name); err != nil {
 			return false, status.Errorf(codes.Internal, "clean dead mount: %v", err)
 		}
 		return false, nil
@@ -141,18 +119,18 @@ func prepareTarget(p targetpath.Path, log interface{ Info(string, ...any) }) (cr
 	case !fi.IsDir():
 		return false, status.Errorf(codes.FailedPrecondition, "target %s exists and is not a folder", p.Name)
 	}
-	mi, err := p.Mount()
+	mi, err := d.mounter.At(p)
 	if err != nil {
 		return false, status.Errorf(codes.Internal, "check target %s: %v", p.Name, err)
 	}
 	if mi != nil {
-		if !isOurs(mi) || !isDead(p.Name) {
+		if !isOurs(mi) || !d.mounter.Dead(p.Name) {
 			return false, status.Errorf(codes.AlreadyExists, "target %s is already a mount point (%q) not made by this process", p.Name, mi.FSType)
 		}
 		// Ours, of an earlier process, and its connection is gone
 		// (lstat still answered from the cache).
-		log.Info("cleaning a dead mount at the target", "target", p.Name)
-		if err := unmountOurs(p.Name); err != nil {
+		d.log.Info("cleaning a dead mount at the target", "target", p.Name)
+		if err := d.mounter.Unmount(p.Name); err != nil {
 			return false, status.Errorf(codes.Internal, "clean dead mount: %v", err)
 		}
 		return false, nil
@@ -185,34 +163,21 @@ func isEmptyDir(path string) (bool, error) {
 // serve. Nothing mounted there: OK, untouched (never published, or
 // already unpublished). A dead mount of an earlier process of ours: clean
 // it. Anything else is refused untouched.
-func releaseTarget(p targetpath.Path) error {
-	mi, err := p.Mount()
+func (d *Driver) releaseTarget(p targetpath.Path) error {
+	mi, err := d.mounter.At(p)
 	if err != nil {
 		return status.Errorf(codes.Internal, "check target %s: %v", p.Name, err)
 	}
 	if mi == nil {
 		return nil
 	}
-	if !isOurs(mi) || !isDead(p.Name) {
+	if !isOurs(mi) || !d.mounter.Dead(p.Name) {
 		return status.Errorf(codes.FailedPrecondition, "target %s is a %q mount this plugin does not serve: left as it is", p.Name, mi.FSType)
 	}
-	if err := unmountOurs(p.Name); err != nil {
+	if err := d.mounter.Unmount(p.Name); err != nil {
 		return status.Errorf(codes.Internal, "clean dead mount: %v", err)
 	}
 	return removeEmptyDir(p.Name)
-}
-
-// unmountOurs unmounts a mount already known to be ours, lazily if busy,
-// never following a link in the path.
-func unmountOurs(path string) error {
-	err := unix.Unmount(path, unix.UMOUNT_NOFOLLOW)
-	if errors.Is(err, unix.EBUSY) {
-		err = unix.Unmount(path, unix.UMOUNT_NOFOLLOW|unix.MNT_DETACH)
-	}
-	if err != nil && !errors.Is(err, unix.EINVAL) { // EINVAL: not mounted any more
-		return fmt.Errorf("unmount %s: %w", path, err)
-	}
-	return nil
 }
 
 // removeEmptyDir removes path if it is an empty folder, and leaves

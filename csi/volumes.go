@@ -21,7 +21,8 @@ import (
 )
 
 // This file is the storage side: it turns a validated publish into a live
-// FUSE mount and keeps the bookkeeping. node.go calls it and maps errors.
+// FUSE mount (through the Config's VolumeMaker) and keeps the bookkeeping.
+// node.go calls it and maps errors.
 
 // publishRequest is a NodePublishVolume after validation.
 type publishRequest struct {
@@ -61,7 +62,7 @@ func (d *Driver) publish(ctx context.Context, r publishRequest) error {
 			return nil
 		}
 	}
-	created, err := prepareTarget(r.path, d.log)
+	created, err := d.prepareTarget(r.path)
 	if err != nil {
 		return err
 	}
@@ -73,7 +74,7 @@ func (d *Driver) publish(ctx context.Context, r publishRequest) error {
 		}
 		return mountError(err)
 	}
-	mt.mntID, _ = r.path.MountID()
+	mt.mntID, _ = d.mounter.TopID(r.path)
 	d.mounts.put(r.target, mt)
 	d.log.Info("volume published", "volume", r.volumeID, "target", r.target, "secret", r.attrs.Spec.Ref(),
 		"static", r.attrs.Static, "strategy", string(r.attrs.Strategy), "pod", r.attrs.Pod.Namespace+"/"+r.attrs.Pod.Name)
@@ -114,12 +115,12 @@ func (d *Driver) mount(ctx context.Context, r publishRequest, key string) (*moun
 		if s, err = staticSecret(a, r.secrets); err != nil {
 			return nil, err
 		}
-		mt.vol, err = mounted.MountStatic(r.target, cfg, s)
+		mt.vol, err = d.volumes.MountStatic(r.target, cfg, s)
 	} else {
 		if d.cfg.Cache == nil {
 			return nil, status.Error(codes.FailedPrecondition, "this plugin has no --source: only nodePublishSecretRef volumes work")
 		}
-		mt.vol, err = mounted.Mount(ctx, d.cfg.Cache, r.target, cfg)
+		mt.vol, err = d.volumes.Mount(ctx, d.cfg.Cache, r.target, cfg)
 	}
 	if err != nil {
 		return nil, err
@@ -171,14 +172,14 @@ func (d *Driver) unpublish(ctx context.Context, volumeID string, p targetpath.Pa
 	defer unlock()
 	mt := d.mounts.get(target)
 	if mt == nil {
-		return releaseTarget(p)
+		return d.releaseTarget(p)
 	}
 	if mt.volumeID != volumeID {
 		// CSI: a volume not published at target is OK; leave the other.
 		d.log.Warn("unpublish of a volume that is not at the target", "volume", volumeID, "target", target, "mounted", mt.volumeID)
 		return nil
 	}
-	if err := mt.onTop(p); err != nil {
+	if err := d.onTop(mt, p); err != nil {
 		return err
 	}
 	if m := mt.provider.Load(); m != nil {
@@ -195,21 +196,21 @@ func (d *Driver) unpublish(ctx context.Context, volumeID string, p targetpath.Pa
 	return nil
 }
 
-// onTop checks that the topmost mount at p is the volume's: umount(2)
+// onTop checks that the topmost mount at p is mt's volume: umount(2)
 // takes the topmost, and one stacked over ours since is someone else's.
 // The mount id noted at publish (or at takeover, mounts.put) answers
 // without reading the mount table. Without one (the kernel does not say,
 // or the mount at takeover was not ours on top), only a mount that is
 // ours by type, source and root passes, never a workstation's secretfs.
-func (mt *mount) onTop(p targetpath.Path) error {
-	id, err := p.MountID()
+func (d *Driver) onTop(mt *mount, p targetpath.Path) error {
+	id, err := d.mounter.TopID(p)
 	if err == nil && id != 0 && mt.mntID != 0 {
 		if id == mt.mntID {
 			return nil
 		}
 		return status.Errorf(codes.FailedPrecondition, "target %s: another mount lies over the volume; left as it is", p.Name)
 	}
-	mi, err := p.Mount()
+	mi, err := d.mounter.At(p)
 	if err != nil {
 		return status.Errorf(codes.Internal, "check target %s: %v", p.Name, err)
 	}
@@ -266,7 +267,7 @@ func (d *Driver) UnmountAll() {
 		// our volume the topmost mount there.
 		p, err := d.guard.Check(target)
 		if err == nil {
-			err = mt.onTop(p)
+			err = d.onTop(mt, p)
 		}
 		if err != nil {
 			d.log.Warn("left a volume under another mount", "target", target, "err", err)
