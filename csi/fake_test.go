@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -336,6 +337,9 @@ func (v *fakeVolume) Abandon() {
 	defer v.mu.Unlock()
 	v.abandoned = true
 }
+
+// Handover is a planned stop's last step: the fake serves nothing.
+func (v *fakeVolume) Handover(time.Duration) bool { return true }
 
 // gone ends the mount however it went (unmounted, or from outside):
 // Done closes and OnUnmount runs, as mounted.Volume does.

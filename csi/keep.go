@@ -153,7 +153,9 @@ func (d *Driver) HandOver(ctx context.Context) {
 	for _, mt := range all {
 		mt.vol.Abandon()
 	}
-	if !d.cfg.Keeper.Stop(ctx) {
+	if d.cfg.Keeper == nil {
+		d.log.Warn("stopping without a keeper: the mounts end with this process")
+	} else if !d.cfg.Keeper.Stop(ctx) {
 		d.log.Error("stopping with mounts no keeper holds: they end with this process", "unprotected", d.cfg.Keeper.Unprotected())
 	}
 	fusefs.Quiesce()

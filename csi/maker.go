@@ -2,6 +2,7 @@ package csi
 
 import (
 	"context"
+	"time"
 
 	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/cache"
@@ -39,6 +40,9 @@ type Volume interface {
 	Unmount() error
 	// Abandon stops following without unmounting (a keeper holds it).
 	Abandon()
+	// Handover stops serving after answering every request read (a
+	// planned stop; the keeper holds the mount).
+	Handover(wait time.Duration) bool
 }
 
 var _ Volume = (*mounted.Volume)(nil)

@@ -637,14 +637,14 @@ func TestPublishOneTargetAtATime(t *testing.T) {
 	p.unpublish(req)
 }
 
-// Abandon lets every volume go without unmounting (a keeper holds them);
+// HandOver lets every volume go without unmounting (a keeper holds them);
 // UnmountAll unmounts those still on top of their target.
-func TestAbandonAndUnmountAll(t *testing.T) {
+func TestHandOverAndUnmountAll(t *testing.T) {
 	p := startFakePlugin(t)
 	a, b := p.podTarget("a"), p.podTarget("b")
 	p.mustPublish(p.fakeReq("a", a))
 	p.mustPublish(p.fakeReq("b", b))
-	p.d.Abandon()
+	p.d.HandOver(context.Background())
 	for _, v := range p.mk.made() {
 		if _, _, _, _, unmounts, abandoned := v.state(); !abandoned || unmounts != 0 {
 			t.Errorf("%v: abandoned %v, %d unmounts", v, abandoned, unmounts)
