@@ -561,7 +561,8 @@ func TestClosedCache(t *testing.T) {
 // nothing follows the last. The median must stay under a second (the file
 // source debounces for 2 ms): a generous bound that catches an edit
 // waiting for a timer or a poll instead of its watch event. The figures
-// are make bench's (BenchmarkUpdateLatency).
+// are make bench's (BenchmarkBackendWatch/file for the source alone,
+// BenchmarkUpdateLatency through cache and FUSE).
 func TestOneChangePerEdit(t *testing.T) {
 	dir, b := fileBackend(t)
 	write(t, dir, "db.yaml", manifest("db", "start", false))

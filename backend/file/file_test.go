@@ -299,7 +299,7 @@ func TestWatchShared(t *testing.T) {
 // last. The median write→callback time must stay under a second, 20 times
 // maxDelay: a generous bound, there to catch an edit that waits for a
 // timer (settle, a retry, polling) instead of its inotify event. The
-// figures themselves are bench's (BenchmarkUpdateLatency, make bench).
+// figures themselves are make bench's (BenchmarkBackendWatch/file).
 func TestWatchOneEventPerEdit(t *testing.T) {
 	dir := t.TempDir()
 	write(t, dir, "db.yaml", manifest("db", "start"))
