@@ -27,10 +27,17 @@ lint: vet
 
 # Every test: unit, real FUSE mounts, csi-sanity, real kube-apiserver + etcd.
 # It needs root: as root no FUSE test may skip (sanity/needroot fails them
-# instead), so refuse to run where they all would.
+# instead), so refuse to run where they all would. go test -json goes
+# through sanity/testsummary, which prints what a plain go test prints (ok
+# or FAIL per package, the output of failed tests) and then a SKIPPED line
+# naming every test that skipped, with the reasons; the whole stream is
+# kept in $(TEST_JSON). The exit status is go test's.
+TEST_JSON ?= bin/test.json
 test: lint
 	@[ "$$(id -u)" = 0 ] || { echo "make test needs root (FUSE mounts); run make test-unit as a regular user" >&2; exit 1; }
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@mkdir -p bin $(dir $(TEST_JSON)) && $(GO) build -o bin/testsummary ./sanity/testsummary
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -json ./... 2>&1 | bin/testsummary -json $(TEST_JSON); \
+		s=($${PIPESTATUS[@]}); [ $${s[0]} = 0 ] || exit $${s[0]}; exit $${s[1]}
 
 # What needs no privileges: as a regular user every FUSE test prints one
 # "SKIP (needs root: ...)" line. -short leaves out the control plane too.
@@ -51,7 +58,7 @@ e2e:
 # corpora (testdata/fuzz/), so CI replays every input found so far.
 FUZZTIME ?= 60s
 FUZZ_TARGETS ?= ./manifest:FuzzYAMLToJSON ./secret:FuzzParseManifests \
-	./csi:FuzzParseAttributes ./keeper/wire:FuzzRead ./keeper/wire:FuzzBlobs ./volume:FuzzItems
+	./csi:FuzzParseAttributes ./keeper/wire:FuzzRead ./keeper/wire:FuzzBlobs ./projection:FuzzItems
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \

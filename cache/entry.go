@@ -143,7 +143,7 @@ func (e *entry) do(c *call) {
 			break
 		}
 		sec, err := e.c.b.Get(e.ctx, e.ref(tok))
-		metrics.BackendReads.WithLabelValues(readResult(err)).Inc()
+		metrics.BackendReads.WithLabelValues(metrics.Result(err)).Inc()
 		if errors.Is(err, backend.ErrForbidden) && e.refuse(tok, err) {
 			continue
 		}
@@ -165,21 +165,6 @@ func (e *entry) do(c *call) {
 	close(c.done)
 }
 
-func readResult(err error) string {
-	var inv *secret.InvalidError
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.Is(err, backend.ErrNotFound):
-		return "notfound"
-	case errors.As(err, &inv):
-		return "invalid"
-	case errors.Is(err, backend.ErrForbidden):
-		return "forbidden"
-	}
-	return "error"
-}
-
 // apply records one observation made at time at and queues onChange for
 // every subscriber if the content changed. Errors keep the last good
 // Secret (stale-while-error).
@@ -199,7 +184,7 @@ func (e *entry) apply(sec *secret.Secret, missing bool, err error, at time.Time)
 		if errors.As(err, &invalid) {
 			e.state.Missing = false // it exists, it is just not valid
 		}
-		metrics.RefreshErrors.WithLabelValues(readResult(err)).Inc()
+		metrics.RefreshErrors.WithLabelValues(metrics.Result(err)).Inc()
 		if msg := err.Error(); msg != e.logged {
 			e.logged = msg
 			e.c.log.Warn("secret refresh failed; keeping the last good version",

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -309,16 +308,6 @@ func parseItemMode(v json.RawMessage) (*int32, error) {
 	}
 	m := int32(n)
 	return &m, nil
-}
-
-// sortedKeys lists a map's keys in order, for stable messages and ids.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // unmarshalYAMLOrJSON reads YAML 1.1 the way kubectl does (JSON is a

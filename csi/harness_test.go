@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -106,7 +108,7 @@ func (p *plugin) writeSecret(ns, name string, data map[string]string) {
 	p.t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: %s\n  namespace: %s\ndata:\n", name, ns)
-	for _, k := range sortedKeys(data) {
+	for _, k := range slices.Sorted(maps.Keys(data)) {
 		fmt.Fprintf(&b, "  %q: %s\n", k, base64.StdEncoding.EncodeToString([]byte(data[k])))
 	}
 	p.writeFile(ns+"-"+name+".yaml", b.String())

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -171,7 +172,7 @@ func podIdentity(raw, namespace, serviceAccount string) (backend.Identity, error
 		return backend.Identity{}, fmt.Errorf("volume attribute %s: not a JSON map of audience to {token, expirationTimestamp}", tokensKey)
 	}
 	id := backend.Identity{Namespace: namespace, ServiceAccount: serviceAccount}
-	for _, aud := range sortedKeys(toks) {
+	for _, aud := range slices.Sorted(maps.Keys(toks)) {
 		t := toks[aud]
 		if t.Token == "" {
 			continue

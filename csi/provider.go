@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -36,7 +37,7 @@ var providerAttrs = []string{attrSecretProviderClass, attrDefaultMode, attrChang
 // parseProviderAttributes is ParseAttributes for a volume with
 // secretProviderClass. The class is always the pod's namespace's.
 func parseProviderAttributes(vc map[string]string, mountGroup string) (*Attributes, error) {
-	for _, k := range sortedKeys(vc) {
+	for _, k := range slices.Sorted(maps.Keys(vc)) {
 		switch {
 		case k == attrSecretName:
 			return nil, fmt.Errorf("volume attributes %s and %s: a volume shows a Secret or a provider's files, not both", attrSecretName, attrSecretProviderClass)

@@ -130,7 +130,7 @@ func (d *Driver) mount(ctx context.Context, r publishRequest, key string) (*moun
 
 // republish refreshes a mounted volume (requiresRepublish, the Get
 // strategy, new `secrets`). A failure keeps the last good version and
-// still answers OK, so kubelet keeps the Pod running; live counts it.
+// still answers OK, so kubelet keeps the Pod running; mounted counts it.
 func (d *Driver) republish(ctx context.Context, mt *mount, r publishRequest) {
 	var err error
 	if r.attrs.Provider != nil { // same attributes as mt's: the keys match
@@ -259,8 +259,10 @@ func (a *Attributes) key() string {
 	return string(js)
 }
 
-// UnmountAll detaches every volume of this process (tests, and a
-// shutdown that must not leave mounts behind).
+// UnmountAll detaches every volume of this process. Only tests call it:
+// at shutdown the plugin hands its volumes to the keeper (HandOver) or,
+// without one, exits and leaves their dead mounts for kubelet to
+// republish over or unpublish.
 func (d *Driver) UnmountAll() {
 	for target, mt := range d.mounts.all() {
 		// The same rules as unpublish: a path the guard accepts, and

@@ -36,8 +36,11 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	if why := node.Available(); why != "" {
-		fmt.Println("e2e: skipped:", why)
+	if skip, err := node.Unavailable(); err != nil {
+		fmt.Println("e2e:", err)
+		return 1
+	} else if skip != "" {
+		fmt.Println("e2e:", skip)
 		return 0
 	}
 	if testing.Short() && !cluster.Built("etcd", "kube-apiserver", "kubelet") {

@@ -41,7 +41,7 @@ func asNobody(t *testing.T, helper string) (*exec.Cmd, string) {
 		t.Skip("SKIP (needs root: runs the other end as uid 65534)")
 	}
 	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("SKIP (needs setpriv)")
+		t.Fatalf("running as root but setpriv (util-linux) is missing (%v): this test must not skip as root", err)
 	}
 	base := t.TempDir()
 	dir := filepath.Join(base, "shared")

@@ -25,9 +25,10 @@ var (
 		Name: "secretfs_csi_publish_seconds", Help: "NodePublishVolume latency.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	})
-	// RefreshErrors counts refreshes that failed and kept the last good version.
+	// RefreshErrors counts refreshes that failed and kept the last good
+	// version, by reason: Result's labels, or "provider".
 	RefreshErrors = reg.NewCounterVec(prometheus.CounterOpts{
-		Name: "secretfs_refresh_errors_total", Help: "Failed refreshes that kept serving the last good version, by reason.",
+		Name: "secretfs_refresh_errors_total", Help: "Failed refreshes that kept serving the last good version, by reason (notfound, invalid, forbidden, unavailable, provider).",
 	}, []string{"reason"})
 	// Mounts is the number of volumes currently mounted.
 	Mounts = reg.NewGauge(prometheus.GaugeOpts{
@@ -41,9 +42,9 @@ var (
 	Watches = reg.NewGauge(prometheus.GaugeOpts{
 		Name: "secretfs_watches", Help: "Backend watches currently open.",
 	})
-	// BackendReads counts backend Get calls by result (cache.readResult).
+	// BackendReads counts backend Get calls by result (Result).
 	BackendReads = reg.NewCounterVec(prometheus.CounterOpts{
-		Name: "secretfs_backend_reads_total", Help: "Backend reads by result (ok, notfound, invalid, forbidden, error).",
+		Name: "secretfs_backend_reads_total", Help: "Backend reads by result (ok, notfound, invalid, forbidden, unavailable).",
 	}, []string{"result"})
 	// UpdateSeconds is the time from a change seen by the cache to the
 	// new version being served by a mount.

@@ -309,7 +309,7 @@ func (v *Volume) apply(s *secret.Secret, missing bool) error {
 	}
 	p, err := projection.Project(&v.cfg.Spec, s)
 	if err != nil {
-		metrics.RefreshErrors.WithLabelValues(reason(err)).Inc()
+		metrics.RefreshErrors.WithLabelValues(metrics.Result(err)).Inc()
 		return err
 	}
 	if v.fs.Shows(p) {
@@ -336,7 +336,7 @@ func (v *Volume) Refresh(ctx context.Context) error {
 		return err
 	}
 	if st.Err != nil {
-		metrics.RefreshErrors.WithLabelValues(reason(st.Err)).Inc()
+		metrics.RefreshErrors.WithLabelValues(metrics.Result(st.Err)).Inc()
 		return st.Err
 	}
 	return nil
@@ -419,18 +419,4 @@ func closeFD(fd int) {
 	if fd >= 0 {
 		syscall.Close(fd)
 	}
-}
-
-func reason(err error) string {
-	var invalid *secret.InvalidError
-	var nf *projection.NotFoundError
-	switch {
-	case errors.As(err, &invalid):
-		return "invalid"
-	case errors.As(err, &nf):
-		return "notfound"
-	case errors.Is(err, backend.ErrForbidden):
-		return "forbidden"
-	}
-	return "unavailable"
 }

@@ -4,7 +4,7 @@
 // rules every file of a volume obeys whatever made it (ValidatePath,
 // ValidateLayout), which the Secrets Store provider's replies pass too.
 //
-// Pure functions, no I/O: live projects with them, fusefs lays the Payload
+// Pure functions, no I/O: mounted projects with them, fusefs lays the Payload
 // out, csi and cmd/secretfs parse modes and specs with them, and
 // backend/provider checks replies.
 package projection

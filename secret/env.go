@@ -3,7 +3,9 @@ package secret
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -25,7 +27,7 @@ func IsEnvName(key string) bool { return envNameRE.MatchString(key) }
 // holds a NUL byte (the C environment cannot carry it), are skipped and
 // returned sorted, by key only.
 func EnvFrom(s *Secret) (vars []EnvVar, skipped []string) {
-	for _, k := range sortedKeys(s.Data) {
+	for _, k := range slices.Sorted(maps.Keys(s.Data)) {
 		v := s.Data[k]
 		if !IsEnvName(k) || bytes.IndexByte(v, 0) >= 0 {
 			skipped = append(skipped, k)

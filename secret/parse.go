@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -206,7 +208,7 @@ func parseSecret(obj map[string]json.RawMessage, origin string) Parsed {
 		return fail(fe.field, fe.reason)
 	}
 	s.Data = make(map[string][]byte, len(data)+len(strData))
-	for _, k := range sortedKeys(data) {
+	for _, k := range slices.Sorted(maps.Keys(data)) {
 		v, err := base64.StdEncoding.DecodeString(data[k])
 		if err != nil {
 			// Named by offset only: a decoder's text is never passed on.
@@ -243,7 +245,7 @@ func stringMap(raw json.RawMessage, field string) (map[string]string, *fieldErro
 		return nil, &fieldError{field, "must be a map of keys to strings"}
 	}
 	out := make(map[string]string, len(m))
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if isNull(m[k]) {
 			out[k] = ""
 			continue

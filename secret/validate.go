@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -63,7 +64,7 @@ func validate(s *Secret, checkName bool) error {
 	if err := reasons(validation.IsDNS1123Label(s.Namespace)); err != nil {
 		return invalid(s, "metadata.namespace", err.Error())
 	}
-	for _, k := range sortedKeys(s.Data) {
+	for _, k := range slices.Sorted(maps.Keys(s.Data)) {
 		if err := ValidateKey(k); err != nil {
 			return invalid(s, fmt.Sprintf("key %q", k), err.Error())
 		}
@@ -163,13 +164,4 @@ func FromData(namespace, name, typ string, data map[string][]byte, origin string
 		return nil, err
 	}
 	return s, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -580,5 +580,3 @@ func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
-
-var errNotRoot = errors.New("a node needs root (containerd, kubelet, FUSE mounts)")

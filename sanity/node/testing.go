@@ -2,24 +2,31 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/secretfs/secretfs/sanity/cluster"
+	"github.com/secretfs/secretfs/sanity/needroot"
 )
 
-// Available reports why a node cannot run here ("" if it can): root, FUSE,
-// and the kubelet binary built by sanity/cluster/build.sh.
-func Available() string {
+// why is what a node needs root for, in SKIP lines and errors.
+const why = "a node runs containerd, kubelet and FUSE mounts"
+
+// Unavailable tells whether a node can run here. A regular user gets the
+// line to skip with, "SKIP (needs root: …)" as sanity/needroot words it;
+// root without /dev/fuse gets an error: as root no node test may skip,
+// or a green `make test` would prove nothing.
+func Unavailable() (skip string, err error) {
 	if os.Geteuid() != 0 {
-		return errNotRoot.Error()
+		return "SKIP (needs root: " + why + ")", nil
 	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
-		return "no /dev/fuse"
+		return "", fmt.Errorf("running as root but /dev/fuse is unusable (%w): node tests must not skip as root", err)
 	}
-	return ""
+	return "", nil
 }
 
 // Start starts a control plane (cluster.Start) and a node on it, both
@@ -27,9 +34,7 @@ func Available() string {
 // kubelet is built by sanity/cluster/build.sh if missing (~11 min cold).
 func Start(t testing.TB, opts Options) *Node {
 	t.Helper()
-	if why := Available(); why != "" {
-		t.Skip(why)
-	}
+	needroot.FUSE(t, why)
 	if !cluster.Built("kubelet") && testing.Short() {
 		t.Skip("-short: kubelet not built; run sanity/cluster/build.sh first")
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -21,8 +22,12 @@ func main() {
 	plugin := flag.String("plugin", "", "secretfs binary to run as the CSI plugin (none if empty)")
 	keep := flag.Bool("keep", false, "keep the node folder (logs) at exit")
 	flag.Parse()
-	if why := node.Available(); why != "" {
-		fmt.Fprintln(os.Stderr, "node:", why)
+	skip, err := node.Unavailable()
+	if err == nil && skip != "" {
+		err = errors.New(skip)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "node:", err)
 		os.Exit(1)
 	}
 	if err := run(*plugin, *keep); err != nil {
