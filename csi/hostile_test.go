@@ -328,15 +328,15 @@ func TestFailedPublishLeavesTarget(t *testing.T) {
 			}
 		})
 	}
-	t.Run("a dead mount of ours is cleaned and mounted again", func(t *testing.T) {
+	t.Run("a dead mount of ours gets the volume on top", func(t *testing.T) {
 		target := filepath.Join(pods, "dead", "mount")
 		deadMountAs(t, target, mountSource)
 		req := p.hostileReq("dead", target)
 		req.VolumeContext[attrSecretName] = "present"
 		p.mustPublish(req)
 		wantFiles(t, target, map[string]string{"k": "v"})
-		if n := mountCount(t, target); n != 1 {
-			t.Errorf("%d mounts, want 1", n)
+		if n := mountCount(t, target); n != 2 {
+			t.Errorf("%d mounts, want the volume over the dead one", n)
 		}
 	})
 }

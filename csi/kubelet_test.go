@@ -368,8 +368,11 @@ func TestVolumeStats(t *testing.T) {
 	}
 }
 
-// A dead FUSE mount at the target (its server gone: ENOTCONN) is cleaned
-// and mounted again; CleanupStale finds such mounts at start-up.
+// A dead FUSE mount at the target (its server gone: ENOTCONN) gets the
+// volume mounted on top of it (which reaches a HostToContainer container's
+// copy), and the unpublish removes both. CleanupStale at start-up leaves
+// such mounts at kubelet's targets for kubelet's republish or unpublish,
+// and cleans the others.
 func TestDeadMount(t *testing.T) {
 	if !mountns.Enter(t) {
 		return
@@ -380,12 +383,14 @@ func TestDeadMount(t *testing.T) {
 	deadMount(t, target)
 	p.mustPublish(req)
 	wantFiles(t, target, map[string]string{"k": "v"})
-	if n := mountCount(t, target); n != 1 {
-		t.Errorf("%d mounts, want 1", n)
+	if n := mountCount(t, target); n != 2 {
+		t.Errorf("%d mounts, want the volume over the dead one", n)
 	}
 
 	other := filepath.Join(p.dir, "pods", "old", "mount")
 	deadMount(t, other)
+	_, kubelets := p.inline(pod{ns: "default", name: "gone"}, "v", map[string]string{"secretName": "s"}, nil)
+	deadMount(t, kubelets)
 	n, err := p.d.CleanupStale()
 	if err != nil || n != 1 {
 		t.Errorf("CleanupStale = %d, %v; want 1", n, err)
@@ -393,8 +398,20 @@ func TestDeadMount(t *testing.T) {
 	if mountCount(t, other) != 0 {
 		t.Error("dead mount still there")
 	}
-	if mountCount(t, target) != 1 {
-		t.Error("CleanupStale touched a live mount")
+	if mountCount(t, kubelets) != 1 {
+		t.Error("CleanupStale removed a dead mount at kubelet's target, which kubelet republishes over")
+	}
+	if mountCount(t, target) != 2 {
+		t.Error("CleanupStale touched a live mount or the dead one under it")
+	}
+	p.unpublish(req)
+	if n := mountCount(t, target); n != 0 {
+		t.Errorf("%d mounts left after the unpublish", n)
+	}
+	// kubelet's unpublish of the one left.
+	p.unpublish(&csi.NodePublishVolumeRequest{VolumeId: req.VolumeId, TargetPath: kubelets})
+	if n := mountCount(t, kubelets); n != 0 {
+		t.Errorf("%d mounts left after kubelet's unpublish of a dead mount", n)
 	}
 }
 

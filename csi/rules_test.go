@@ -311,28 +311,37 @@ func TestPublishTargetRefusals(t *testing.T) {
 	wantNoUnmount(t, p)
 }
 
-// A dead mount of ours at the target (an earlier process's) is unmounted
-// and the volume mounted in its place.
-func TestPublishCleansOurDeadMount(t *testing.T) {
+// A dead mount of ours at the target (an earlier process's, which no
+// keeper held) is left in place and the volume is mounted on top of it,
+// so that a HostToContainer container's copy of the dead mount gets the
+// new one; the unpublish removes both, and a dead mount it cannot remove
+// is Internal.
+func TestPublishOverOurDeadMount(t *testing.T) {
 	p := startFakePlugin(t)
 	target := p.podTarget("dead")
 	p.fm.ours(target, true)
-	p.mustPublish(p.fakeReq("dead", target))
-	if u := p.fm.unmounted(); !slices.Equal(u, []string{target}) {
-		t.Errorf("unmounted %v, want the dead mount at %s", u, target)
+	req := p.fakeReq("dead", target)
+	p.mustPublish(req)
+	if u := p.fm.unmounted(); len(u) != 0 {
+		t.Errorf("unmounted %v at publish, want the dead mount left under the volume", u)
 	}
 	v := p.mk.only(t)
-	if p.fm.count(target) != 1 || p.d.mounts.get(target).mntID != uint64(v.id) {
-		t.Errorf("%d mounts at the target; want the new volume's alone", p.fm.count(target))
+	if p.fm.count(target) != 2 || p.d.mounts.get(target).mntID != uint64(v.id) {
+		t.Errorf("%d mounts at the target; want the new volume's over the dead one", p.fm.count(target))
 	}
-	// Cleaning that fails is Internal, and nothing is mounted over it.
+	p.unpublish(req)
+	if p.fm.count(target) != 0 {
+		t.Errorf("%d mounts left after the unpublish, want none", p.fm.count(target))
+	}
+	wantAbsent(t, target)
+
 	other := p.podTarget("dead-2")
 	p.fm.ours(other, true)
+	req = p.fakeReq("dead-2", other)
+	p.mustPublish(req)
 	p.fm.unmountErr = errors.New("EBUSY")
-	wantCode(t, p.publish(p.fakeReq("dead-2", other)), codes.Internal)
-	if len(p.mk.made()) != 1 {
-		t.Error("mounted over a dead mount it could not clean")
-	}
+	_, err := p.node.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: req.VolumeId, TargetPath: req.TargetPath})
+	wantCode(t, err, codes.Internal)
 }
 
 // An unpublish of a target this process does not serve: nothing there is

@@ -35,9 +35,17 @@ func (d *Driver) CleanupStale() (cleaned int, err error) {
 		if top, err := d.mounter.At(p); err != nil || top == nil || top.ID != mi.ID {
 			continue
 		}
-		if d.mounter.Dead(p.Name) {
-			dead = append(dead, p.Name)
+		if !d.mounter.Dead(p.Name) {
+			continue
 		}
+		if _, ok := kubeletPodUID(p.Name); ok {
+			// kubelet republishes it (a fresh mount goes on top, which
+			// a HostToContainer container sees: prepareTarget) or
+			// unpublishes it (clearDead).
+			d.log.Info("left a dead mount of an earlier process for kubelet to republish over or unpublish", "target", p.Name)
+			continue
+		}
+		dead = append(dead, p.Name)
 	}
 	// Deepest first, should one ever be nested in another.
 	sort.Slice(dead, func(i, j int) bool { return len(dead[i]) > len(dead[j]) })

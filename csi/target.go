@@ -89,6 +89,14 @@ func (d *Driver) ownMountID(target string) uint64 {
 // created the folder (the only thing a failed publish may remove). kubelet
 // creates only the parent. A dead mount of ours there is unmounted; any
 // other mount, or anything that is not a folder, is refused untouched.
+//
+// overDead: a dead mount of ours (an earlier process's, which no keeper
+// held) is not unmounted: the new volume is mounted on top of it. A
+// container whose volumeMount has mountPropagation HostToContainer holds
+// a copy of the dead mount that is a slave of it, so a mount stacked on
+// the dead one reaches the container, and it reads again without a
+// restart; an unmount would not reach its copy. Unpublish removes the
+// dead mounts under ours (clearDead).
 func (d *Driver) prepareTarget(p targetpath.Path) (created bool, err error) {
 	defer fusefs.Slot()() // lstat, mkdir and rmdir block a thread each: bounded with mounts
 	fi, err := os.Lstat(p.Name)
@@ -109,11 +117,8 @@ func (d *Driver) prepareTarget(p targetpath.Path) (created bool, err error) {
 		if mi == nil || !isOurs(mi) {
 			return false, status.Errorf(codes.AlreadyExists, "target %s holds a dead mount not made by this plugin", p.Name)
 		}
-		d.log.Info("cleaning a dead mount at the target", "target", p.Name)
-		if err := d.mounter.Unmount(p.Name); err != nil {
-			return false, status.Errorf(codes.Internal, "clean dead mount: %v", err)
-		}
-		return false, nil
+		d.log.Info("mounting over a dead mount of ours at the target", "target", p.Name)
+		return false, nil // see overDead
 	case err != nil:
 		return false, status.Errorf(codes.Internal, "check target %s: %v", p.Name, errnoOf(err))
 	case !fi.IsDir():
@@ -129,11 +134,8 @@ func (d *Driver) prepareTarget(p targetpath.Path) (created bool, err error) {
 		}
 		// Ours, of an earlier process, and its connection is gone
 		// (lstat still answered from the cache).
-		d.log.Info("cleaning a dead mount at the target", "target", p.Name)
-		if err := d.mounter.Unmount(p.Name); err != nil {
-			return false, status.Errorf(codes.Internal, "clean dead mount: %v", err)
-		}
-		return false, nil
+		d.log.Info("mounting over a dead mount of ours at the target", "target", p.Name)
+		return false, nil // see overDead
 	}
 	// kubelet hands an empty folder or none: a mount over files would hide
 	// what someone else put there (another Pod's volumes, say).
@@ -174,11 +176,35 @@ func (d *Driver) releaseTarget(p targetpath.Path) error {
 	if !isOurs(mi) || !d.mounter.Dead(p.Name) {
 		return status.Errorf(codes.FailedPrecondition, "target %s is a %q mount this plugin does not serve: left as it is", p.Name, mi.FSType)
 	}
-	if err := d.mounter.Unmount(p.Name); err != nil {
-		return status.Errorf(codes.Internal, "clean dead mount: %v", err)
+	if err := d.clearDead(p); err != nil {
+		return err
 	}
 	return removeEmptyDir(p.Name)
 }
+
+// clearDead unmounts the dead mounts of ours at the top of the target, one
+// after the other: what a publish over a dead mount (prepareTarget) left
+// under the volume. It stops at the first mount that is not ours or not
+// dead.
+func (d *Driver) clearDead(p targetpath.Path) error {
+	for range maxStacked {
+		mi, err := d.mounter.At(p)
+		if err != nil {
+			return status.Errorf(codes.Internal, "check target %s: %v", p.Name, err)
+		}
+		if mi == nil || !isOurs(mi) || !d.mounter.Dead(p.Name) {
+			return nil
+		}
+		if err := d.mounter.Unmount(p.Name); err != nil {
+			return status.Errorf(codes.Internal, "clean dead mount: %v", err)
+		}
+		d.log.Info("cleaned a dead mount of ours at the target", "target", p.Name)
+	}
+	return nil
+}
+
+// maxStacked bounds clearDead: a volume over a few dead ones at most.
+const maxStacked = 16
 
 // removeEmptyDir removes path if it is an empty folder, and leaves
 // anything else (a file, a folder with files, nothing) as it is.

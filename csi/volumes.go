@@ -189,6 +189,9 @@ func (d *Driver) unpublish(ctx context.Context, volumeID string, p targetpath.Pa
 		return status.Errorf(codes.Internal, "%v", err)
 	}
 	d.mounts.removeIf(target, mt)
+	if err := d.clearDead(p); err != nil { // what the volume was mounted over
+		return err
+	}
 	if err := removeEmptyDir(target); err != nil {
 		return err
 	}
@@ -279,6 +282,7 @@ func (d *Driver) UnmountAll() {
 			d.log.Warn("unmount", "target", target, "err", err)
 		}
 		d.mounts.removeIf(target, mt)
+		_ = d.clearDead(p)
 		_ = removeEmptyDir(target)
 	}
 }

@@ -42,6 +42,7 @@ func init() {
 }
 
 func runCSI(args []string, _, stderr io.Writer) int {
+	started := time.Now()
 	fs := flag.NewFlagSet("csi", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -141,7 +142,7 @@ func runCSI(args []string, _, stderr io.Writer) int {
 	if n, err := d.Resume(ctx); err != nil {
 		log.Warn("keeper unavailable; its mounts will be cleaned and republished", "err", err)
 	} else if n > 0 {
-		log.Info("mounts taken over from the keeper", "volumes", n)
+		log.Info("mounts taken over from the keeper", "volumes", n, "since_start_ms", time.Since(started).Milliseconds())
 	}
 	if n, err := d.CleanupStale(); err != nil {
 		log.Warn("stale mounts left", "cleaned", n, "err", err)
