@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/secretfs/secretfs/backend"
@@ -63,7 +64,11 @@ func (d *Driver) Resume(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := 0
+	// Concurrently: until a mount is served again its readers wait, and
+	// most of a takeover waits on memory and the source, not the CPU.
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, resumeWorkers)
 	for _, e := range entries {
 		// A record names its target; it is trusted no more than a
 		// request is: the path must pass the guard. Its parent is
@@ -79,20 +84,29 @@ func (d *Driver) Resume(ctx context.Context) (int, error) {
 			e.Close()
 			continue
 		}
-		if err := d.resume(ctx, e); err != nil {
-			// Never unmounted from here: forgetting the record closes
-			// the keeper's descriptor, ours is closed, so the kernel
-			// aborts the connection and CleanupStale (which runs next
-			// and follows the target rules) removes the dead mount;
-			// kubelet's next republish mounts the volume afresh.
-			d.log.Error("could not take a mount back; leaving it to the stale-mount cleaning", "target", e.ID, "err", err)
-			d.cfg.Keeper.Forget(e.ID)
-			continue
-		}
-		n++
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			if err := d.resume(ctx, e); err != nil {
+				// Never unmounted from here: forgetting the record
+				// closes the keeper's descriptor, ours is closed, so
+				// the kernel aborts the connection and CleanupStale
+				// (which runs next and follows the target rules)
+				// leaves the dead mount to kubelet's next republish.
+				d.log.Error("could not take a mount back; kubelet's republish mounts it afresh", "target", e.ID, "err", err)
+				d.cfg.Keeper.Forget(e.ID)
+				return
+			}
+			n.Add(1)
+		}()
 	}
-	return n, nil
+	wg.Wait()
+	return int(n.Load()), nil
 }
+
+// resumeWorkers bounds the mounts taken back at once.
+const resumeWorkers = 8
 
 // ResumeWait is how long Resume waits for a keeper to list its records:
 // in a DaemonSet the keeper's Pod may start beside the plugin's.

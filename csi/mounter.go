@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 	mountutils "k8s.io/mount-utils"
 
+	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/targetpath"
 )
 
@@ -81,12 +82,8 @@ func (hostMounter) Dead(path string) bool {
 const deadProbeTimeout = time.Second
 
 func (hostMounter) Unmount(path string) error {
-	err := unix.Unmount(path, unix.UMOUNT_NOFOLLOW)
-	if errors.Is(err, unix.EBUSY) {
-		err = unix.Unmount(path, unix.UMOUNT_NOFOLLOW|unix.MNT_DETACH)
-	}
-	if err != nil && !errors.Is(err, unix.EINVAL) { // EINVAL: not mounted any more
-		return fmt.Errorf("unmount %s: %w", path, errnoOf(err))
+	if err := fusefs.UnmountDir(path); err != nil {
+		return fmt.Errorf("unmount %s: %w", path, errnoOf(errors.Unwrap(err)))
 	}
 	return nil
 }

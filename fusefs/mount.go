@@ -289,9 +289,18 @@ func (fs *FS) Unmount() error {
 	if os.Geteuid() != 0 {
 		return fusermountUnmount(dir)
 	}
-	err := syscall.Unmount(dir, 0)
+	return UnmountDir(dir)
+}
+
+// UnmountDir is the one unmount of a mount already known to be ours (by
+// root): umount(2) of the topmost mount at dir, lazily (MNT_DETACH) when
+// it is busy, never following a link in dir (UMOUNT_NOFOLLOW). Not
+// mounted any more is no error. The csi package's rules decide what is
+// ours; this only unmounts.
+func UnmountDir(dir string) error {
+	err := syscall.Unmount(dir, unix.UMOUNT_NOFOLLOW)
 	if errors.Is(err, syscall.EBUSY) {
-		err = syscall.Unmount(dir, syscall.MNT_DETACH)
+		err = syscall.Unmount(dir, unix.UMOUNT_NOFOLLOW|syscall.MNT_DETACH)
 	}
 	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOENT) {
 		err = nil // not mounted any more
@@ -316,5 +325,5 @@ func detach(dir string) error {
 	if os.Geteuid() != 0 {
 		return runFusermount("-u", "-z", "--", dir)
 	}
-	return syscall.Unmount(dir, syscall.MNT_DETACH)
+	return syscall.Unmount(dir, unix.UMOUNT_NOFOLLOW|syscall.MNT_DETACH)
 }
