@@ -7,20 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/secretfs/secretfs/backend/provider"
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/csi"
-	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/metrics"
 	"github.com/secretfs/secretfs/secmem"
 )
@@ -42,7 +37,6 @@ func init() {
 }
 
 func runCSI(args []string, _, stderr io.Writer) int {
-	started := time.Now()
 	fs := flag.NewFlagSet("csi", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -95,71 +89,24 @@ func runCSI(args []string, _, stderr io.Writer) int {
 	raiseFileLimit()
 
 	cfg := csi.Config{Version: version, NodeID: *nodeID, Logger: log, MountRoot: *mountRoot}
-	if *source != "none" {
-		b, err := openSource(*source)
-		if err != nil {
-			return fail(err)
-		}
-		cfg.Cache = cache.New(b, cache.Options{Logger: log, Idle: idle})
-		defer cfg.Cache.Close()
-		// Only the API server knows pods' tokens; a file source reads
-		// the same whoever asks.
-		cfg.PodTokens = *source == "kube"
-		pool, client, err := openProviders(*source, b, providerDirs.dirs, *providerMaxRecv, log)
-		if err != nil {
-			return fail(err)
-		}
-		if client != nil {
-			defer client.Close()
-		}
-		cfg.Providers = pool
+	closeSource, err := openCSISource(&cfg, *source, cache.Options{Logger: log, Idle: idle}, providerDirs.dirs, *providerMaxRecv)
+	if err != nil {
+		return fail(err)
 	}
+	defer closeSource()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// Health first: waiting for the keeper or taking mounts back must not
 	// look like a dead process to the liveness probe.
 	if *metricsAddr != "" {
-		srv, err := serveMetrics(*metricsAddr, log)
+		srv, err := metrics.Serve(*metricsAddr, log)
 		if err != nil {
 			return fail(err)
 		}
 		defer srv.Close()
 	}
-	if *keeperPath != "" {
-		// The link dials, and dials again after every keeper restart,
-		// until the plugin has handed its mounts over.
-		cfg.Keeper = keeper.NewLink(*keeperPath, keeper.KindCSI, log)
-		linked, unlink := context.WithCancel(context.Background())
-		defer unlink()
-		go cfg.Keeper.Run(linked)
-	}
-	d, err := csi.New(cfg)
-	if err != nil {
-		return fail(fmt.Errorf("--mount-root: %w", err))
-	}
-	// Take held mounts back first: until then their requests wait, and
-	// the stale-mount scan below would wait with them.
-	if n, err := d.Resume(ctx); err != nil {
-		log.Warn("keeper unavailable; its mounts will be cleaned and republished", "err", err)
-	} else if n > 0 {
-		log.Info("mounts taken over from the keeper", "volumes", n, "since_start_ms", time.Since(started).Milliseconds())
-	}
-	if n, err := d.CleanupStale(); err != nil {
-		log.Warn("stale mounts left", "cleaned", n, "err", err)
-	} else if n > 0 {
-		log.Info("stale mounts cleaned", "cleaned", n)
-	}
-
-	err = csi.NewServer(d, csi.ServerOptions{
-		Endpoint: *endpoint, RegistrationDir: *regDir, RegistrationEndpoint: *regEndpoint, Logger: log,
-	}).Run(ctx)
-	if cfg.Keeper != nil {
-		// The keeper holds the mounts for the next process; a Pod's
-		// termination grace (30 s by default) bounds the wait for it.
-		stopping, cancel := context.WithTimeout(context.Background(), *stopWait)
-		d.HandOver(stopping)
-		cancel()
-	}
+	err = csi.RunPlugin(ctx, csi.PluginConfig{Driver: cfg, KeeperPath: *keeperPath, StopWait: *stopWait,
+		Server: csi.ServerOptions{Endpoint: *endpoint, RegistrationDir: *regDir, RegistrationEndpoint: *regEndpoint, Logger: log}})
 	if err != nil {
 		return fail(err)
 	}
@@ -167,21 +114,30 @@ func runCSI(args []string, _, stderr io.Writer) int {
 	return 0
 }
 
-// serveMetrics serves /metrics and /healthz (the DaemonSet's liveness
-// probe: the process answers).
-func serveMetrics(addr string, log *slog.Logger) (*http.Server, error) {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--metrics-addr: %w", err)
+// openCSISource gives the driver its Secrets (a cache over the source) and
+// its Secrets Store providers; "none" gives neither (volumes whose data is
+// in nodePublishSecretRef need no source). The func closes them.
+func openCSISource(cfg *csi.Config, source string, opts cache.Options, providerDirs []string, maxRecv int) (func(), error) {
+	if source == "none" {
+		return func() {}, nil
 	}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server", "err", err)
+	b, err := openSource(source)
+	if err != nil {
+		return nil, err
+	}
+	pool, client, err := openProviders(source, b, providerDirs, maxRecv, opts.Logger)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Cache = cache.New(b, opts)
+	// Only the API server knows pods' tokens; a file source reads the
+	// same whoever asks.
+	cfg.PodTokens = source == "kube"
+	cfg.Providers = pool
+	return func() {
+		if client != nil {
+			client.Close()
 		}
-	}()
-	return srv, nil
+		cfg.Cache.Close()
+	}, nil
 }
