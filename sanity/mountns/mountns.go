@@ -26,6 +26,7 @@ func Enter(t *testing.T) bool {
 		if err := check(parent); err != nil {
 			t.Fatalf("mountns: %v", err)
 		}
+		dropFUSECopies()
 		return true
 	}
 	if os.Geteuid() != 0 {
@@ -54,6 +55,37 @@ func Enter(t *testing.T) bool {
 		t.Errorf("mountns: the child did not run %s", t.Name())
 	}
 	return false
+}
+
+// dropFUSECopies detaches, in this private namespace only, the copies of
+// the FUSE mounts it inherited from the host: other tests' mounts, which
+// the kernel keeps serving as long as any copy exists, so that an unmount
+// on the host would not end their session until this test ended (seen as
+// a server that did not stop after its unmount).
+func dropFUSECopies() {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var fuse []string
+	for _, l := range strings.Split(string(b), "\n") {
+		pre, post, ok := strings.Cut(l, " - ")
+		f, fstype := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(fstype) == 0 || fstype[0] != "fuse" && !strings.HasPrefix(fstype[0], "fuse.") {
+			continue
+		}
+		fuse = append(fuse, f[4])
+	}
+	// Last mounted first: stacked mounts come off from the top.
+	for i := len(fuse) - 1; i >= 0; i-- {
+		syscall.Unmount(unescape(fuse[i]), syscall.MNT_DETACH)
+	}
+}
+
+// unescape undoes mountinfo's octal escapes.
+func unescape(s string) string {
+	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+	return r.Replace(s)
 }
 
 // Require fails the test unless it runs inside a private mount
