@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -320,13 +322,13 @@ func rolledPod(t *testing.T, ctx context.Context, all []*appsv1.DaemonSet, ds *a
 	}
 }
 
-// bothKilled is the last resort: both Pods killed at once (grace 0, as a
-// node-level OOM would), so no process holds the mounts and they die. A
-// reading Pod whose volumeMount has mountPropagation HostToContainer
-// reads again once kubelet republishes the volume: the plugin mounts a
-// fresh volume on top of its dead one at the target, and the mount
-// propagates into the container. Measured: how long after the plugin is
-// back.
+// bothKilled is the last resort: the keeper's and the plugin's processes
+// SIGKILLed at once (as a node-level OOM would), so no process holds the
+// mounts and they die; the kubelet restarts both containers. A reading
+// Pod whose volumeMount has mountPropagation HostToContainer reads again
+// once kubelet republishes the volume: the plugin mounts a fresh volume on
+// top of its dead one at the target, and the mount propagates into the
+// container. Measured: how long after the plugin is back.
 func bothKilled(t *testing.T, ctx context.Context, ns string,
 	keeperDS, ds *appsv1.DaemonSet, dsPod *corev1.Pod, kcm *node.ControllerManager, step func(string)) {
 	t.Helper()
@@ -344,26 +346,81 @@ done`
 	pod.Spec.Containers[0].VolumeMounts[0].MountPropagation = &hc
 	reader := waitPod(t, createPod(t, pod), 2*time.Minute, corev1.PodRunning)
 	waitLog(t, reader, "w0", 30*time.Second)
-	keeperPod := runningPod(t, ctx, keeperDS, kcm)
-	zero := int64(0)
+	target, oldID := secretfsTarget(t, reader)
+	// The two processes of this node's DaemonSets (their command lines
+	// name the node's folder), by PID.
+	pids := nodeProcesses(t, "secretfs", theNode.Dir)
+	if len(pids) != 2 {
+		t.Fatalf("found %d secretfs processes of the node's DaemonSets, want the keeper and the plugin: %v", len(pids), pids)
+	}
 	killed := time.Now()
-	for _, p := range []*corev1.Pod{keeperPod, dsPod} {
-		if err := kc.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 	}
 	updateSecret(t, ns, "last", map[string]string{"k": "w1"})
-	newPlugin := rolledPod(t, ctx, []*appsv1.DaemonSet{ds, keeperDS}, ds, dsPod.Name, kcm)
-	back := time.Now()
-	rolledPod(t, ctx, []*appsv1.DaemonSet{ds, keeperDS}, keeperDS, keeperPod.Name, kcm)
-	step(fmt.Sprintf("both Pods killed; plugin %s back %.1fs later", newPlugin.Name, back.Sub(killed).Seconds()))
-	seen := waitLog(t, reader, "w1", 4*time.Minute)
+	back := waitRestarted(t, ctx, dsPod)
+	step(fmt.Sprintf("keeper and plugin SIGKILLed; the plugin's container back %.1fs later", back.Sub(killed).Seconds()))
+	remounted := waitNewMount(target, oldID, 4*time.Minute)
+	if remounted.IsZero() {
+		t.Fatalf("no fresh secretfs mount over the dead one at %s 4 min after the plugin was back", target)
+	}
+	seen := waitLog(t, reader, "w1", time.Minute)
 	errs := errLines(t, reader, killed)
-	step(fmt.Sprintf("the HostToContainer reader reads again (w1) %.1fs after the plugin was back; %d failed reads meanwhile", seen.Sub(back).Seconds(), len(errs)))
+	step(fmt.Sprintf("kubelet republished %.1fs after the plugin was back (a mount over the dead one); the HostToContainer reader read w1 %.1fs after the plugin was back; %d failed reads meanwhile",
+		remounted.Sub(back).Seconds(), seen.Sub(back).Seconds(), len(errs)))
+	zero := int64(0)
 	kc.CoreV1().Pods(ns).Delete(ctx, reader.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	if err := waitNoSecretfsMounts(2 * time.Minute); err != nil {
 		t.Errorf("after the last resort: %v", err)
 	}
+}
+
+// nodeProcesses lists the PIDs of processes named name whose command
+// line mentions dir (the harness node's folder): the node's own
+// containers, never anything else on the machine.
+func nodeProcesses(t *testing.T, name, dir string) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if filepath.Base(args[0]) == name && strings.Contains(string(b), dir) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// waitRestarted waits until pod's container has restarted and is ready
+// again, and says when.
+func waitRestarted(t *testing.T, ctx context.Context, pod *corev1.Pod) time.Time {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		p, err := kc.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			continue
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if cs.RestartCount > 0 && cs.Ready {
+				return time.Now()
+			}
+		}
+	}
+	t.Fatalf("Pod %s did not restart within 3 min", pod.Name)
+	return time.Time{}
 }
 
 // replacePod deletes a DaemonSet's Pod, waits until it is gone and
