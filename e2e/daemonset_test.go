@@ -479,7 +479,9 @@ func secretfsTarget(t *testing.T, pod *corev1.Pod) (string, int) {
 // mount oldID any more, and returns when; zero on timeout.
 func waitNewMount(target string, oldID int, timeout time.Duration) time.Time {
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		infos, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(target))
+		// Every mount at target, in mount order: a new one may lie on
+		// top of the old (SingleEntryFilter stops at the first).
+		infos, err := mountinfo.GetMounts(func(mi *mountinfo.Info) (bool, bool) { return mi.Mountpoint != target, false })
 		if err != nil || len(infos) == 0 {
 			continue
 		}
