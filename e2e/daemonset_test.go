@@ -322,8 +322,10 @@ func rolledPod(t *testing.T, ctx context.Context, all []*appsv1.DaemonSet, ds *a
 	}
 }
 
-// bothKilled is the last resort: the keeper's and the plugin's processes
-// SIGKILLed at once (as a node-level OOM would), so no process holds the
+// bothKilled deletes both Pods at once (the handover goes through the old
+// keeper: the reader reads the next update within 10 s of the plugin
+// being back), then tries the last resort: the keeper's and the plugin's
+// processes SIGKILLed at once (as a node-level OOM would), so no process holds the
 // mounts and they die; the kubelet restarts both containers. A reading
 // Pod whose volumeMount has mountPropagation HostToContainer reads again
 // once kubelet republishes the volume: the plugin mounts a fresh volume on
@@ -346,6 +348,29 @@ done`
 	pod.Spec.Containers[0].VolumeMounts[0].MountPropagation = &hc
 	reader := waitPod(t, createPod(t, pod), 2*time.Minute, corev1.PodRunning)
 	waitLog(t, reader, "w0", 30*time.Second)
+	// Both Pods deleted at once (grace 0: kubelet still gives each its
+	// minimum grace): the stops hand over through the old keeper, and
+	// the reader reads the next update within 10 s of the plugin being
+	// back.
+	keeperPod := runningPod(t, ctx, keeperDS, kcm)
+	zero := int64(0)
+	deleted := time.Now()
+	for _, p := range []*corev1.Pod{keeperPod, dsPod} {
+		if err := kc.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	updateSecret(t, ns, "last", map[string]string{"k": "w1"})
+	dsPod = rolledPod(t, ctx, []*appsv1.DaemonSet{ds, keeperDS}, ds, dsPod.Name, kcm)
+	back := time.Now()
+	rolledPod(t, ctx, []*appsv1.DaemonSet{ds, keeperDS}, keeperDS, keeperPod.Name, kcm)
+	seen := waitLog(t, reader, "w1", time.Minute)
+	if d := seen.Sub(back); d > 10*time.Second {
+		t.Errorf("after both Pods were deleted the reader read the next update %v after the plugin was back, want within 10 s", d)
+	}
+	step(fmt.Sprintf("both Pods deleted at once: plugin back %.1fs later, the reader read w1 %.1fs after that; %d failed reads",
+		back.Sub(deleted).Seconds(), seen.Sub(back).Seconds(), len(errLines(t, reader, deleted))))
+
 	target, oldID := secretfsTarget(t, reader)
 	// The two processes of this node's DaemonSets (their command lines
 	// name the node's folder), by PID.
@@ -359,18 +384,17 @@ done`
 			t.Fatal(err)
 		}
 	}
-	updateSecret(t, ns, "last", map[string]string{"k": "w1"})
-	back := waitRestarted(t, ctx, dsPod)
+	updateSecret(t, ns, "last", map[string]string{"k": "w2"})
+	back = waitRestarted(t, ctx, dsPod)
 	step(fmt.Sprintf("keeper and plugin SIGKILLed; the plugin's container back %.1fs later", back.Sub(killed).Seconds()))
 	remounted := waitNewMount(target, oldID, 4*time.Minute)
 	if remounted.IsZero() {
 		t.Fatalf("no fresh secretfs mount over the dead one at %s 4 min after the plugin was back", target)
 	}
-	seen := waitLog(t, reader, "w1", time.Minute)
+	seen = waitLog(t, reader, "w2", time.Minute)
 	errs := errLines(t, reader, killed)
-	step(fmt.Sprintf("kubelet republished %.1fs after the plugin was back (a mount over the dead one); the HostToContainer reader read w1 %.1fs after the plugin was back; %d failed reads meanwhile",
+	step(fmt.Sprintf("kubelet republished %.1fs after the plugin was back (a mount over the dead one); the HostToContainer reader read w2 %.1fs after the plugin was back; %d failed reads meanwhile",
 		remounted.Sub(back).Seconds(), seen.Sub(back).Seconds(), len(errs)))
-	zero := int64(0)
 	kc.CoreV1().Pods(ns).Delete(ctx, reader.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	if err := waitNoSecretfsMounts(2 * time.Minute); err != nil {
 		t.Errorf("after the last resort: %v", err)

@@ -98,8 +98,51 @@
 // 5. A keeper never interprets blobs, so an old keeper holds a newer
 // server's records unchanged, and the reverse.
 //
-// Version 1 is this first versioned format. The releases before it sent a
+// Version 1 is the first versioned format. The releases before it sent a
 // gob of internal structures with no version: such a peer's first frame is
 // not a Hello (and its own decoder rejects ours), so the two refuse each
 // other and the mounts fall back to being mounted afresh.
+//
+// # Protocol version 2: journals
+//
+// Version 2 adds, under new numbers only:
+//
+//	16 journal  varint   1: the record's versions are in a journal memfd
+//	14 Journal  + descriptor: id. The memfd (a Ledger) of the Register
+//	            (journal 1, no head, no count) before it, which completes
+//	            it; in a List reply, of the Entry (journal 1) before it
+//	15 Stopping (no fields): the server is terminating; its records need
+//	            another holder before the keeper may exit
+//
+// A version 2 server registers a mount as Register (journal 1) with the
+// /dev/fuse descriptor, then Journal with the memfd, and writes every
+// version into the ledger itself: it never Puts or Drops. The keeper holds
+// the memfd without mapping it. To a version 1 server it lists such a
+// record as Entry and Version frames read from the ledger (ReadLedger: the
+// framing below, never the blobs), so releases N and N+1 still hand over
+// in both directions.
+//
+// # Ledgers
+//
+// A Ledger is a sealed memfd (F_SEAL_SHRINK) that the serving process maps
+// (mlocked as touched, never in a core dump) and writes the mount's whole
+// snapshot into before the kernel can see a node of a new version. That
+// is the write-ahead rule of the takeover: whatever the kernel may ask
+// for, the newest complete snapshot in the ledger can rebuild (same
+// generations, same node IDs), and it is never older than what the
+// kernel has seen. Layout, little endian:
+//
+//	page 0   "sfsledg1", then two slot entries of 32 bytes:
+//	         seq (8), offset (8), length (8), CRC-32C of the data (4),
+//	         CRC-32C of the 28 bytes before (4)
+//	data     at a slot's offset, its parts one after the other:
+//	         gen (8, 0 for the head), length (4), bytes (a head blob
+//	         first, then one version blob per version; see Blobs)
+//
+// A write puts the new parts where neither the header nor the current
+// slot lies (growing the memfd if needed), then the other slot's entry
+// with the next sequence number, then zeroes the old slot's bytes and
+// gives their pages back (a hole). A reader takes the valid slot (both
+// checksums right, inside the file) with the highest sequence number, so
+// a writer killed at any point leaves the last complete snapshot.
 package wire
