@@ -23,8 +23,11 @@
 // Mount mounts with mount(2) as root and through fusermount3 as any other
 // user (fusermount.go); either way the process keeps the /dev/fuse
 // descriptor. A keeper (package keeper) can hold a copy of it together
-// with a Snapshot kept current through the Journal, so that after a crash
-// Restore and Serve take the mount over (see Serve for the steps).
-// Notices to the kernel (notify.go) go through the keeper while one holds
-// the mount, so that a server never blocks on its own connection.
+// with a Snapshot written ahead of every switch through the Journal, so
+// that after a crash Restore and Serve take the mount over; the takeover's
+// steps are written once at mounted.Resume. Serve takes over with
+// FUSE_NOTIFY_RESEND where the kernel has it and counts what is lost where
+// it has not (resend.go); Handover stops serving for a planned stop.
+// Notices to the kernel (notify.go) go through the keeper while it takes
+// them in time; notify.go also tells the exit hazard of writing them here.
 package fusefs
