@@ -395,6 +395,35 @@ func (j *Journal) Attach(fd int) func(fusefs.Snapshot) (fusefs.Journal, error) {
 	}
 }
 
+// PublishWait bounds how long a new mount waits for its registration
+// (Journal.WaitHeld): with a keeper that answers, registration takes about
+// a millisecond, and a mount handed back to kubelet already held is safe
+// from a crash a moment later; a keeper that is gone or slow is not waited
+// for at all.
+const PublishWait = 200 * time.Millisecond
+
+// WaitHeld waits up to wait until the keeper holds the mount, as long as a
+// keeper is connected and answering; it reports whether it does.
+func (j *Journal) WaitHeld(wait time.Duration) bool {
+	deadline := time.Now().Add(wait)
+	for {
+		l := j.l
+		l.mu.Lock()
+		c, held := l.c, l.c != nil && j.held == l.serial
+		l.mu.Unlock()
+		switch {
+		case held:
+			return true
+		case c == nil, time.Now().After(deadline):
+			return false
+		}
+		if b := c.busy.Load(); b != 0 && time.Since(time.Unix(0, b)) > NoticeWait/2 {
+			return false // a keeper slow to answer is not waited for
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // SetMeta replaces what the keeper holds about the mount besides its
 // versions; the mount is registered again.
 func (j *Journal) SetMeta(meta []byte) {

@@ -14,7 +14,7 @@ func MountPayload(dir string, cfg Config, p *projection.Payload) (*Volume, error
 	if err := v.mount(p); err != nil {
 		return nil, err
 	}
-	v.keep(nil)
+	v.keepNew()
 	return v, nil
 }
 

@@ -79,7 +79,7 @@ func Mount(ctx context.Context, c *cache.Cache, dir string, cfg Config) (*Volume
 		return nil, err
 	}
 	v.last = st.Secret
-	v.keep(nil)
+	v.keepNew()
 	close(ready)
 	return v, nil
 }
@@ -170,6 +170,20 @@ func Resume(ctx context.Context, c *cache.Cache, e keeper.Entry, cfg Config) (*V
 	return v, nil
 }
 
+// keepNew is keep for a new mount: it also waits (keeper.PublishWait at
+// most, and only for a keeper that answers) until the keeper holds it, so
+// that a publish answered OK is safe from a crash of this process a
+// moment later.
+func (v *Volume) keepNew() {
+	v.keep(nil)
+	v.mu.Lock()
+	j := v.journal
+	v.mu.Unlock()
+	if j != nil {
+		j.WaitHeld(keeper.PublishWait)
+	}
+}
+
 // keep gives the mount a journal and has the keeper hold it, if there is
 // a keeper; ledger is a takeover's (nil: a new one).
 func (v *Volume) keep(ledger *wire.Ledger) {
@@ -228,7 +242,7 @@ func MountStatic(dir string, cfg Config, s *secret.Secret) (*Volume, error) {
 		return nil, err
 	}
 	v.last = s
-	v.keep(nil)
+	v.keepNew()
 	return v, nil
 }
 
