@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/secretfs/secretfs/backend"
@@ -64,12 +63,13 @@ func (d *Driver) Resume(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	// Concurrently: until a mount is served again its readers wait, and
-	// most of a takeover waits on memory and the source, not the CPU.
-	var n atomic.Int64
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, resumeWorkers)
-	for _, e := range entries {
+	// Every mount is served again first (restore), then each follows its
+	// source (follow): readers wait only until their own mount is served,
+	// not for the sources of all the others. Both concurrently.
+	var taken []*takenOver
+	var mu sync.Mutex
+	each(len(entries), func(i int) {
+		e := entries[i]
 		// A record names its target; it is trusted no more than a
 		// request is: the path must pass the guard. Its parent is
 		// checked, not the path itself: a held mount that nobody serves
@@ -77,32 +77,45 @@ func (d *Driver) Resume(ctx context.Context) (int, error) {
 		if filepath.Clean(e.ID) != e.ID || filepath.Dir(e.ID) == e.ID {
 			d.log.Error("keeper record with a target the rules refuse: left held", "target", e.ID)
 			e.Close()
-			continue
+			return
 		}
 		if _, err := d.guard.Check(filepath.Dir(e.ID)); err != nil {
 			d.log.Error("keeper record with a target the rules refuse: left held", "err", err)
 			e.Close()
-			continue
+			return
 		}
+		to, err := d.restore(e)
+		if err != nil {
+			// Never unmounted from here: forgetting the record closes
+			// the keeper's descriptor, ours is closed, so the kernel
+			// aborts the connection and CleanupStale (which runs next
+			// and follows the target rules) leaves the dead mount to
+			// kubelet's next republish.
+			d.log.Error("could not take a mount back; kubelet's republish mounts it afresh", "target", e.ID, "err", err)
+			d.cfg.Keeper.Forget(e.ID)
+			return
+		}
+		mu.Lock()
+		taken = append(taken, to)
+		mu.Unlock()
+	})
+	each(len(taken), func(i int) { d.follow(ctx, taken[i]) })
+	return len(taken), nil
+}
+
+// each runs f(0..n-1), resumeWorkers at a time, and waits for them.
+func each(n int, f func(int)) {
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, resumeWorkers)
+	for i := range n {
 		wg.Add(1)
 		slots <- struct{}{}
 		go func() {
 			defer func() { <-slots; wg.Done() }()
-			if err := d.resume(ctx, e); err != nil {
-				// Never unmounted from here: forgetting the record
-				// closes the keeper's descriptor, ours is closed, so
-				// the kernel aborts the connection and CleanupStale
-				// (which runs next and follows the target rules)
-				// leaves the dead mount to kubelet's next republish.
-				d.log.Error("could not take a mount back; kubelet's republish mounts it afresh", "target", e.ID, "err", err)
-				d.cfg.Keeper.Forget(e.ID)
-				return
-			}
-			n.Add(1)
+			f(i)
 		}()
 	}
 	wg.Wait()
-	return int(n.Load()), nil
 }
 
 // resumeWorkers bounds the mounts taken back at once.
@@ -112,36 +125,54 @@ const resumeWorkers = 8
 // in a DaemonSet the keeper's Pod may start beside the plugin's.
 const ResumeWait = 10 * time.Second
 
-func (d *Driver) resume(ctx context.Context, e keeper.Entry) error {
+// takenOver is a mount served again by restore, for follow.
+type takenOver struct {
+	id  string
+	k   kept
+	mt  *mount
+	vol *mounted.Volume
+}
+
+// restore serves a held mount again (mounted.Restore), from its record.
+func (d *Driver) restore(e keeper.Entry) (*takenOver, error) {
 	if e.Err != nil {
 		e.Close()
-		return e.Err
+		return nil, e.Err
 	}
 	var k kept
 	if err := json.Unmarshal(e.Meta, &k); err != nil {
 		e.Close()
-		return fmt.Errorf("keeper record: %w", err)
+		return nil, fmt.Errorf("keeper record: %w", err)
 	}
 	if k.Attrs.Provider != nil {
-		return d.resumeProvider(ctx, e, k)
+		return d.restoreProvider(e, k)
 	}
 	if k.Identity.Own() && k.Token != "" {
 		k.Identity = backend.Identity{Tokens: []backend.Token{{Value: k.Token}}}
 	}
 	mt := &mount{volumeID: k.VolumeID, key: k.Key, static: k.Attrs.Static, id: k.Identity}
-	cfg := d.volumeConfig(e.ID, mt, &k.Attrs)
-	c := d.cfg.Cache
-	if k.Attrs.Static {
-		c = nil // fed by republish, shown as last published until then
-	}
-	vol, err := mounted.Resume(ctx, c, e, cfg)
+	vol, err := mounted.Restore(e, d.volumeConfig(e.ID, mt, &k.Attrs))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	mt.vol = vol
-	d.mounts.put(e.ID, mt)
-	d.log.Info("volume taken over", "volume", k.VolumeID, "target", e.ID)
-	return nil
+	return &takenOver{id: e.ID, k: k, mt: mt, vol: vol}, nil
+}
+
+// follow has a restored mount follow its source again and be served by
+// this driver from now on.
+func (d *Driver) follow(ctx context.Context, t *takenOver) {
+	if t.k.Attrs.Provider != nil {
+		d.followProvider(ctx, t)
+		return
+	}
+	c := d.cfg.Cache
+	if t.k.Attrs.Static {
+		c = nil // fed by republish, shown as last published until then
+	}
+	t.vol.Follow(ctx, c)
+	d.mounts.put(t.id, t.mt)
+	d.log.Info("volume taken over", "volume", t.k.VolumeID, "target", t.id)
 }
 
 // Serves reports whether this process serves a volume at target.

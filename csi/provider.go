@@ -193,22 +193,29 @@ func (d *Driver) republishProvider(ctx context.Context, mt *mount, r publishRequ
 // what the previous process showed, joins its entry (one call, shared with
 // every volume taken back with it) and follows it again. An unreachable
 // provider leaves the old files until the next republish joins.
-func (d *Driver) resumeProvider(ctx context.Context, e keeper.Entry, k kept) error {
+func (d *Driver) restoreProvider(e keeper.Entry, k kept) (*takenOver, error) {
 	if d.cfg.Providers == nil {
 		e.Close()
-		return fmt.Errorf("a %s volume, and this plugin serves no providers", attrSecretProviderClass)
+		return nil, fmt.Errorf("a %s volume, and this plugin serves no providers", attrSecretProviderClass)
 	}
 	mt := &mount{volumeID: k.VolumeID, key: k.Key}
 	r := publishRequest{volumeID: k.VolumeID, target: e.ID, attrs: &k.Attrs, context: k.Context, secrets: k.Secrets}
-	vol, err := mounted.Resume(ctx, nil, e, d.providerConfig(r, mt))
+	vol, err := mounted.Restore(e, d.providerConfig(r, mt))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	mt.vol = vol
-	d.mounts.put(e.ID, mt)
-	if err := d.joinProvider(ctx, r, mt, func(f *provider.Files) error { return vol.SetPayload(f.Payload(k.Attrs.Spec.FSGroup)) }); err != nil {
-		d.log.Warn("provider unreachable at takeover; the volume shows its previous files until its next republish", "volume", k.VolumeID, "target", e.ID, "err", err)
+	return &takenOver{id: e.ID, k: k, mt: mt, vol: vol}, nil
+}
+
+// followProvider joins a restored provider volume's entry again.
+func (d *Driver) followProvider(ctx context.Context, t *takenOver) {
+	k, vol := t.k, t.vol
+	vol.Follow(ctx, nil)
+	d.mounts.put(t.id, t.mt)
+	r := publishRequest{volumeID: k.VolumeID, target: t.id, attrs: &k.Attrs, context: k.Context, secrets: k.Secrets}
+	if err := d.joinProvider(ctx, r, t.mt, func(f *provider.Files) error { return vol.SetPayload(f.Payload(k.Attrs.Spec.FSGroup)) }); err != nil {
+		d.log.Warn("provider unreachable at takeover; the volume shows its previous files until its next republish", "volume", k.VolumeID, "target", t.id, "err", err)
 	}
-	d.log.Info("volume taken over", "volume", k.VolumeID, "target", e.ID, "provider class", k.Attrs.Provider.Class)
-	return nil
+	d.log.Info("volume taken over", "volume", k.VolumeID, "target", t.id, "provider class", k.Attrs.Provider.Class)
 }

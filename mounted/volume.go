@@ -50,6 +50,7 @@ type Volume struct {
 	last *secret.Secret
 
 	journal *keeper.Journal // with a keeper: the mount's record
+	taken   *wire.Ledger    // between Restore and Follow: the keeper's ledger
 }
 
 // Mount reads the Secret through c, checks it projects, mounts it at dir
@@ -131,6 +132,19 @@ func Mount(ctx context.Context, c *cache.Cache, dir string, cfg Config) (*Volume
 //     volume subscribes to the cache again; until the source answers it
 //     shows what the old process showed.
 func Resume(ctx context.Context, c *cache.Cache, e keeper.Entry, cfg Config) (*Volume, error) {
+	v, err := Restore(e, cfg)
+	if err != nil {
+		return nil, err
+	}
+	v.Follow(ctx, c)
+	return v, nil
+}
+
+// Restore is the first half of Resume, up to serving the mount again
+// (steps 3 to 5 but the last sentence). A takeover of many mounts restores
+// them all first and then Follows each: readers wait only until their
+// mount is served.
+func Restore(e keeper.Entry, cfg Config) (*Volume, error) {
 	v := newVolume(e.ID, cfg)
 	fs, err := fusefs.Restore(v.cfg.FS, e.Snap)
 	e.Snap.Wipe() // Restore copied what it needs
@@ -149,12 +163,23 @@ func Resume(ctx context.Context, c *cache.Cache, e keeper.Entry, cfg Config) (*V
 		return nil, err
 	}
 	v.fs = fs
+	v.taken = e.Ledger
 	metrics.Mounts.Inc()
-	v.keep(e.Ledger)
-	fs.Reconcile()
+	return v, nil
+}
+
+// Follow is the second half of Resume: the journal goes on with the
+// keeper (the taken-over ledger), the notices the dead server may have
+// missed are replayed, and the volume follows its Secret through c again
+// (nil: a volume fed by Set).
+func (v *Volume) Follow(ctx context.Context, c *cache.Cache) {
+	v.keep(v.taken)
+	v.taken = nil
+	v.fs.Reconcile()
 	if c == nil {
-		return v, nil // a volume fed by Set
+		return
 	}
+	cfg := v.cfg
 	ref := backend.Ref{Namespace: cfg.Spec.Namespace, Name: cfg.Spec.SecretName}
 	ready := make(chan struct{})
 	sub, st := c.Subscribe(ctx, ref, cfg.Identity, cfg.Strategy, cfg.TTL, func(st cache.State) {
@@ -167,7 +192,6 @@ func Resume(ctx context.Context, c *cache.Cache, e keeper.Entry, cfg Config) (*V
 	// failure here is the backend being unreachable, not a reason to drop
 	// a mount that Pods are reading.
 	v.follow(st)
-	return v, nil
 }
 
 // keepNew is keep for a new mount: it also waits (keeper.PublishWait at
