@@ -130,7 +130,9 @@ func Mount(ctx context.Context, c *cache.Cache, dir string, cfg Config) (*Volume
 //     resend). keep goes on with the same ledger, Reconcile replays the
 //     notices of switches the dead server may not have delivered, and the
 //     volume subscribes to the cache again; until the source answers it
-//     shows what the old process showed.
+//     shows what the old process showed. Resume is Restore (up to
+//     serving) then Follow (the rest); csi.Driver.Resume restores every
+//     held mount before any follows, so readers wait only for their own.
 func Resume(ctx context.Context, c *cache.Cache, e keeper.Entry, cfg Config) (*Volume, error) {
 	v, err := Restore(e, cfg)
 	if err != nil {
