@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/sanity/mountns"
 	"github.com/secretfs/secretfs/sanity/needroot"
 )
@@ -182,9 +183,17 @@ func TestKeeperRestartThenPluginKill(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	Kill(t, w.keeper.get(), syscall.SIGKILL)
 	w.keeper.set(w.StartKeeper(w.bin))
-	// The plugin registers every mount again within a second of the new
-	// keeper accepting.
-	time.Sleep(1500 * time.Millisecond)
+	// The plugin registers every mount again with the new keeper (within
+	// a second on a quiet machine).
+	t0 := time.Now()
+	for held := 0; held < len(w.Targets); {
+		if time.Since(t0) > 10*time.Second {
+			t.Fatalf("the new keeper holds %d of %d mounts 10 s after it started", held, len(w.Targets))
+		}
+		time.Sleep(20 * time.Millisecond)
+		held = heldBy(w.Keeper)
+	}
+	t.Logf("the new keeper held every mount %v after it started", time.Since(t0).Round(time.Millisecond))
 	w.restartPlugin(t, syscall.SIGKILL)
 	w.caughtUp(t)
 	w.stopUpdates()
@@ -219,16 +228,22 @@ func TestStoppedKeeper(t *testing.T) {
 	w.noFailedRead(t)
 	p99 := func(s []time.Duration) time.Duration { return s[min(len(s)-1, len(s)*99/100)] }
 	p99b, p99d := p99(before), p99(during)
+	// A keeper on the read path would hold reads for the whole stop.
+	if longest := during[len(during)-1]; longest > time.Second {
+		t.Errorf("a read took %v with the keeper stopped", longest)
+	}
 	sorted := slices.Clone(delays)
 	slices.Sort(sorted)
 	t.Logf("keeper stopped 5 s: read p99 %v before, %v during (%d and %d reads); %d updates shown in p50 %v, max %v",
 		p99b, p99d, len(before), len(during), len(delays), Pct(sorted, 0.5), sorted[len(sorted)-1])
-	if p99d > 3*p99b+5*time.Millisecond {
+	// Generous for a loaded machine (other test packages run beside):
+	// what it catches is reads waiting on the keeper.
+	if p99d > 10*p99b+50*time.Millisecond {
 		t.Errorf("reads slowed down with the keeper stopped: p99 %v, before %v", p99d, p99b)
 	}
 	// The file source notices a change in a few ms; the switch must not
-	// wait on the keeper (10 s before protocol 2).
-	if max := sorted[len(sorted)-1]; max > 500*time.Millisecond {
+	// wait on the keeper (it did, up to 10 s, before protocol 2).
+	if max := sorted[len(sorted)-1]; max > time.Second {
 		t.Errorf("an update took %v to show with the keeper stopped", max)
 	}
 }
@@ -291,4 +306,22 @@ func fusectl(t *testing.T) {
 	if err := syscall.Mount("fusectl", dir, "fusectl", 0, ""); err != nil {
 		t.Logf("fusectl: %v (the count of unanswered requests is not known)", err)
 	}
+}
+
+// heldBy counts the csi records the keeper at sock holds, listed as the
+// next plugin would (the descriptors that come with them are closed).
+func heldBy(sock string) int {
+	c, err := keeper.Dial(sock, keeper.KindCSI)
+	if err != nil {
+		return 0
+	}
+	defer c.Close()
+	es, err := c.List()
+	if err != nil {
+		return 0
+	}
+	for i := range es {
+		es[i].Close()
+	}
+	return len(es)
 }
