@@ -236,7 +236,7 @@ func (k *Keeper) drain() {
 			return
 		}
 		if !logged {
-			k.log.Info("keeper stopping: waiting until a running server holds every mount", "mounts", alone)
+			k.log.Info("keeper stopping: waiting until a running server holds every mount (a second signal ends it now, and them)", "mounts", alone)
 			logged = true
 		}
 	}

@@ -44,6 +44,9 @@ func runKeeper(args []string, _, stderr io.Writer) int {
 	raiseFileLimit()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts the drain (the keeper exits once a running
+	// server holds every mount); a second one ends it at once.
+	go func() { <-ctx.Done(); stop() }()
 	if err := keeper.New(log).Serve(ctx, *socket); err != nil {
 		fmt.Fprintf(stderr, "secretfs keeper: %v\n", err)
 		return 1
