@@ -15,14 +15,18 @@ import (
 
 const keeperSynopsis = `secretfs keeper --socket PATH
 
-Holds the FUSE descriptors and in-memory contents of the mounts served by
-'secretfs csi --keeper PATH' and 'secretfs mount --keeper PATH', so that
-those mounts stay alive when their server crashes or is upgraded: the next
-server takes them over. Nothing is written to disk. Run it as its own
-long-lived process (its own DaemonSet), as the same user as its servers:
-a server of another uid is refused, and so is one that shares no keeper
-protocol version with it ('secretfs version' prints them). Servers of
-adjacent releases hand mounts over through it in both directions.`
+Holds the FUSE descriptors and journals (memfds the servers write each
+version into) of the mounts served by 'secretfs csi --keeper PATH' and
+'secretfs mount --keeper PATH', so that those mounts stay alive when their
+server crashes or is upgraded: the next server takes them over, and a
+running server registers its mounts again with a keeper that restarts.
+Nothing is written to disk. Run it as its own long-lived process (its own
+DaemonSet), as the same user as its servers: a server of another uid is
+refused, and so is one that shares no keeper protocol version with it
+('secretfs version' prints them). Servers of adjacent releases hand mounts
+over through it in both directions. On SIGTERM or SIGINT it serves on until
+every mount it holds is held by a running server too (or it holds
+nothing); a second signal ends it at once.`
 
 func init() {
 	commands["keeper"] = command{"hold mounts alive across restarts of their server", runKeeper}
