@@ -37,7 +37,8 @@ vet:
 # go vet, per CROSS target, of cmd/secretfs and every package of ours it
 # imports there, tests included, so a Linux-only call in them fails here
 # (the Linux-only packages and test files carry //go:build linux). The
-# dependencies compile once per target into the build cache.
+# dependencies compile once per target into the build cache: measured on
+# 2 shared cores, 4.4 s with a warm cache, 400 s with an empty one.
 cross-vet:
 	@set -e; for t in $(CROSS); do \
 		export GOOS=$${t%/*} GOARCH=$${t#*/} CGO_ENABLED=0; \
