@@ -7,20 +7,51 @@ DEMO_DIR  ?= /tmp/secretfs-demo
 # ~11 minutes on 2 cores; go test's default 10 minute timeout is too short.
 TEST_TIMEOUT ?= 45m
 
-.PHONY: build test test-unit unit vet lint demo sanity e2e bench fuzz clean helm crds deploy helm-lint
+.PHONY: build release cross-vet test test-unit unit vet lint demo sanity e2e bench fuzz clean helm crds deploy helm-lint
 
 build:
 	$(GO) build -o $(BIN) ./cmd/secretfs
 
+# The systems the workstation tool (env, exec, version) is built for
+# besides linux/amd64; on macOS and Windows mount, csi and keeper refuse
+# in one line (they need FUSE).
+CROSS ?= linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+RELEASE_TARGETS ?= linux/amd64 $(CROSS)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+# bin/release/secretfs-OS-ARCH[.exe] for each target, static, with
+# VERSION stamped (secretfs version prints it), and their SHA256SUMS.
+release:
+	@rm -rf bin/release && mkdir -p bin/release
+	@set -e; for t in $(RELEASE_TARGETS); do \
+		os=$${t%/*}; arch=$${t#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+		out=bin/release/secretfs-$$os-$$arch$$ext; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $$out ./cmd/secretfs; \
+		echo "$$out"; \
+	done
+	cd bin/release && sha256sum secretfs-* > SHA256SUMS
+
 vet:
 	$(GO) vet ./...
+
+# go vet, per CROSS target, of cmd/secretfs and every package of ours it
+# imports there, tests included, so a Linux-only call in them fails here
+# (the Linux-only packages and test files carry //go:build linux). The
+# dependencies compile once per target into the build cache: measured on
+# 2 shared cores, 4.4 s with a warm cache, 400 s with an empty one.
+cross-vet:
+	@set -e; for t in $(CROSS); do \
+		export GOOS=$${t%/*} GOARCH=$${t#*/} CGO_ENABLED=0; \
+		echo "go vet ($$t) of cmd/secretfs and our packages it imports"; \
+		$(GO) vet $$($(GO) list -deps -f '{{if .Module}}{{if .Module.Main}}{{.ImportPath}}{{end}}{{end}}' ./cmd/secretfs); \
+	done
 
 # go vet and staticcheck (all default checks, U1000 unused code among them)
 # over our packages; third_party/ is a replaced module, so ./... leaves it out.
 STATICCHECK_VERSION ?= v0.8.2
 TOOLS ?= /var/cache/secretfs/tools
 STATICCHECK ?= $(TOOLS)/staticcheck
-lint: vet
+lint: vet cross-vet
 	@[ -x $(STATICCHECK) ] && $(STATICCHECK) -version | grep -q '$(STATICCHECK_VERSION:v%=%)' || \
 		GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(STATICCHECK) ./...

@@ -18,4 +18,10 @@
 // The whole process is never locked (mlockall with MCL_FUTURE): under a
 // finite limit the Go runtime's own mmap calls would then fail and the
 // process would crash. Only Blocks are locked, one at a time.
+//
+// Blocks and shared mappings serve FUSE volumes and keepers, so they are
+// built on Linux only (block.go, shared.go). Elsewhere the package is
+// Harden alone, for `secretfs env` and `secretfs exec`: macOS (and other
+// Unix systems) get RLIMIT_CORE 0 but nothing like PR_SET_DUMPABLE
+// (harden_unix.go); Windows gets nothing (harden_other.go).
 package secmem

@@ -16,4 +16,11 @@
 // MaxManifestSize is refused by its size; both are left out like objects of
 // another kind and named once in the log. Manifests are parsed strictly by
 // secret.ParseManifests, whose errors never quote a value.
+//
+// The package builds on every system the workstation tool runs on. What
+// differs is in stat_unix.go (Linux, macOS: lstat, open with O_NOFOLLOW,
+// the inode and ctime stamp) and stat_other.go (Windows: no stamp, so
+// every scan parses every file); the watch is fsnotify everywhere
+// (inotify, kqueue, ReadDirectoryChangesW), so Linux tests run the same
+// watch code the other systems do.
 package file

@@ -2,7 +2,6 @@ package file
 
 import (
 	"sync"
-	"syscall"
 
 	"github.com/secretfs/secretfs/secret"
 )
@@ -22,15 +21,11 @@ type parsedFile struct {
 }
 
 // stamp identifies one content of a file: any write changes ctime, an
-// atomic replace changes the inode.
+// atomic replace changes the inode. Times are in nanoseconds.
 type stamp struct {
 	dev, ino     uint64
 	size         int64
-	mtime, ctime syscall.Timespec
-}
-
-func stampOf(st *syscall.Stat_t) stamp {
-	return stamp{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim, ctime: st.Ctim}
+	mtime, ctime int64
 }
 
 func (p *parsedFiles) get(path string, st stamp) ([]secret.Parsed, bool) {

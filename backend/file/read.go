@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
+	"time"
 )
 
 // MaxManifestSize is the largest manifest read (16 MiB). A bigger file is
@@ -32,15 +32,32 @@ func (l leftOut) String() string { return l.class + " (" + l.detail + ")" }
 // errGone is a file that vanished between listing and reading.
 var errGone = errors.New("gone")
 
+// errReplacedByLink is a manifest swapped for a symbolic link between its
+// stat and its open.
+var errReplacedByLink = errors.New("replaced by a symbolic link while being read")
+
+// fileStat is what a scan needs of a file's stat, on every system
+// (stat_unix.go, stat_other.go).
+type fileStat struct {
+	typ  fs.FileMode // the type bits only: 0 for a regular file
+	size int64
+	// stamp tells two contents of the file apart; a zero ino means the
+	// system gives no stamp to trust, and the parse is never remembered.
+	stamp stamp
+	// changed is when the content or the inode last changed: ctime where
+	// the system has it, else mtime.
+	changed time.Time
+}
+
 // statManifest looks at path without opening it. A symlink is resolved
 // first (a mounted ConfigMap's files are links into "..data"), and the file
 // it leads to is looked at the same way. errGone: a folder, or nothing
 // there, so not a manifest at all; lo: a file that must not be read.
-func statManifest(path string) (real string, st syscall.Stat_t, lo *leftOut, err error) {
+func statManifest(path string) (real string, st fileStat, lo *leftOut, err error) {
 	real = path
-	if err = syscall.Lstat(real, &st); err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFLNK {
+	if st, err = lstat(real); err == nil && st.typ == fs.ModeSymlink {
 		if real, err = filepath.EvalSymlinks(path); err == nil {
-			err = syscall.Lstat(real, &st)
+			st, err = lstat(real)
 		}
 	}
 	switch {
@@ -48,62 +65,55 @@ func statManifest(path string) (real string, st syscall.Stat_t, lo *leftOut, err
 		return "", st, nil, errGone // removed since listing, or a dangling link
 	case err != nil:
 		return "", st, nil, err
-	case st.Mode&syscall.S_IFMT == syscall.S_IFDIR:
+	case st.typ == fs.ModeDir:
 		return "", st, nil, errGone // a link to a folder: not a manifest
 	}
-	return real, st, check(&st), nil
+	return real, st, check(st), nil
 }
 
 // check says why a file whose stat is st must not be read; nil if it may.
-func check(st *syscall.Stat_t) *leftOut {
-	if t := st.Mode & syscall.S_IFMT; t != syscall.S_IFREG {
-		return &leftOut{class: "not a regular file", detail: fileType(t)}
+func check(st fileStat) *leftOut {
+	if st.typ != 0 {
+		return &leftOut{class: "not a regular file", detail: fileType(st.typ)}
 	}
-	if st.Size > MaxManifestSize {
-		return &leftOut{class: "too big", detail: fmt.Sprintf("%d bytes, over the limit of %d", st.Size, MaxManifestSize)}
+	if st.size > MaxManifestSize {
+		return &leftOut{class: "too big", detail: fmt.Sprintf("%d bytes, over the limit of %d", st.size, MaxManifestSize)}
 	}
 	return nil
 }
 
-func fileType(t uint32) string {
-	switch t {
-	case syscall.S_IFIFO:
+func fileType(t fs.FileMode) string {
+	switch {
+	case t&fs.ModeNamedPipe != 0:
 		return "a FIFO"
-	case syscall.S_IFSOCK:
+	case t&fs.ModeSocket != 0:
 		return "a socket"
-	case syscall.S_IFCHR:
+	case t&fs.ModeCharDevice != 0:
 		return "a character device"
-	case syscall.S_IFBLK:
+	case t&fs.ModeDevice != 0:
 		return "a block device"
 	}
 	return "not a regular file"
 }
 
 // readManifest reads the regular file real that statManifest looked at.
-// It opens without following a link and without blocking, so a file
-// swapped for a FIFO or a link since the stat cannot hang the scan, then
-// checks the open file again. The buffer is sized once from that check, so
-// no copy of the secret bytes is left behind by growing it.
+// It opens without following a link and without blocking (openManifest),
+// so a file swapped for a FIFO or a link since the stat cannot hang the
+// scan, then checks the open file again. The buffer is sized once from
+// that check, so no copy of the secret bytes is left behind by growing it.
 func readManifest(real string) ([]byte, *leftOut, error) {
-	fd, err := syscall.Open(real, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	f, st, err := openManifest(real)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, nil, errGone
-	case errors.Is(err, syscall.ELOOP):
-		return nil, nil, errors.New("replaced by a symbolic link while being read")
 	case err != nil:
-		return nil, nil, &os.PathError{Op: "open", Path: real, Err: err}
+		return nil, nil, err
 	}
-	f := os.NewFile(uintptr(fd), real)
 	defer f.Close()
-	var st syscall.Stat_t
-	if err := syscall.Fstat(fd, &st); err != nil {
-		return nil, nil, &os.PathError{Op: "fstat", Path: real, Err: err}
-	}
-	if lo := check(&st); lo != nil {
+	if lo := check(st); lo != nil {
 		return nil, lo, nil
 	}
-	buf := make([]byte, st.Size+1)
+	buf := make([]byte, st.size+1)
 	n, err := io.ReadFull(f, buf)
 	switch {
 	case err == nil:

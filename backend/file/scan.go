@@ -80,7 +80,7 @@ func (b *Backend) readDir() *scan {
 		if !s.readable(path, lo, err) {
 			continue
 		}
-		if parsed, ok := b.parsed.get(path, stampOf(&st)); ok {
+		if parsed, ok := b.parsed.get(path, st.stamp); ok {
 			seen[path] = true
 			s.add(path, parsed)
 			continue
@@ -97,8 +97,8 @@ func (b *Backend) readDir() *scan {
 		}
 		// Remember the parse under the stamp taken before reading: a
 		// write during the read changes ctime, so it is read again.
-		if st.Ino != 0 && time.Unix(st.Ctim.Unix()).Before(settled) {
-			b.parsed.put(path, stampOf(&st), parsed)
+		if st.stamp.ino != 0 && st.changed.Before(settled) {
+			b.parsed.put(path, st.stamp, parsed)
 			seen[path] = true
 		}
 		s.add(path, parsed)

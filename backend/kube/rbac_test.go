@@ -1,3 +1,8 @@
+//go:build linux
+
+// The control plane of these tests (sanity/cluster) runs Linux builds of
+// kube-apiserver and etcd.
+
 package kube
 
 import (

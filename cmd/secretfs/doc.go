@@ -15,4 +15,11 @@
 //
 // main calls secmem.Harden before any subcommand runs, so no core dump of
 // any of them can hold a Secret.
+//
+// mount, csi and keeper serve FUSE and are built on Linux only (their
+// files carry //go:build linux); on macOS and Windows they are
+// linuxOnly stand-ins that refuse in one line (linuxonly_other.go), and
+// env, exec and version are the whole tool. exec replaces itself with the
+// command where the system has execve (exec_unix.go) and runs it as a
+// child otherwise (exec_other.go, runChild).
 package main

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/secretfs/secretfs/backend"
@@ -92,6 +91,9 @@ func runEnv(args []string, stdout, stderr io.Writer, execute bool) int {
 			env = append(env, kv)
 		}
 	}
-	err = syscall.Exec(path, rest, env)
-	return fail(fmt.Errorf("exec %s: %w", rest[0], err))
+	code, err := execCommand(path, rest, env)
+	if err != nil {
+		return fail(fmt.Errorf("exec %s: %w", rest[0], err))
+	}
+	return code
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -10,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/secretfs/secretfs/keeper"
+	"github.com/secretfs/secretfs/keeper/wire"
 	"github.com/secretfs/secretfs/secmem"
 )
 
@@ -30,6 +33,8 @@ nothing); a second signal ends it at once.`
 
 func init() {
 	commands["keeper"] = command{"hold mounts alive across restarts of their server", runKeeper}
+	keeperProtocols = wire.Versions
+	wire.Release = release()
 }
 
 func runKeeper(args []string, _, stderr io.Writer) int {

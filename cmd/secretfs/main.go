@@ -6,7 +6,6 @@ import (
 	"os"
 	"sort"
 
-	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/secmem"
 )
 
@@ -27,9 +26,6 @@ func main() {
 		fmt.Fprintf(os.Stderr, "secretfs: %v\n", err)
 		os.Exit(1)
 	}
-	// A test switch: take mounts over as on a kernel without
-	// FUSE_NOTIFY_RESEND (before Linux 6.9), on any kernel.
-	fusefs.NoResend = os.Getenv("SECRETFS_NO_RESEND") == "1"
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -45,6 +47,9 @@ Examples:
 
 func init() {
 	commands["mount"] = command{"show a Secret as files at a mount point (foreground)", runMount}
+	// A test switch: take mounts over as on a kernel without
+	// FUSE_NOTIFY_RESEND (before Linux 6.9), on any kernel.
+	fusefs.NoResend = os.Getenv("SECRETFS_NO_RESEND") == "1"
 }
 
 // mountFlags are the flags mount shares with the volume description.

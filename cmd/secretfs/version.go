@@ -5,14 +5,16 @@ import (
 	"io"
 	"runtime/debug"
 	"strings"
-
-	"github.com/secretfs/secretfs/keeper/wire"
 )
 
 func init() {
 	commands["version"] = command{"print the version and the keeper protocol versions spoken", runVersion}
-	wire.Release = release()
 }
+
+// keeperProtocols are the keeper protocol versions this build speaks
+// (keeper/wire.Versions, set by keeper.go); none where there is no keeper
+// (not Linux).
+var keeperProtocols []uint32
 
 // runVersion prints the release and the keeper protocol versions: two
 // releases hand mounts over through a keeper when they share one.
@@ -22,8 +24,11 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fmt.Fprintln(stdout, "secretfs", release())
-	v := make([]string, len(wire.Versions))
-	for i, n := range wire.Versions {
+	if len(keeperProtocols) == 0 {
+		return 0
+	}
+	v := make([]string, len(keeperProtocols))
+	for i, n := range keeperProtocols {
 		v[i] = fmt.Sprint(n)
 	}
 	fmt.Fprintln(stdout, "keeper protocol:", strings.Join(v, " "))
