@@ -348,15 +348,14 @@ done`
 	pod.Spec.Containers[0].VolumeMounts[0].MountPropagation = &hc
 	reader := waitPod(t, createPod(t, pod), 2*time.Minute, corev1.PodRunning)
 	waitLog(t, reader, "w0", 30*time.Second)
-	// Both Pods deleted at once (grace 0: kubelet still gives each its
-	// minimum grace): the stops hand over through the old keeper, and
-	// the reader reads the next update within 10 s of the plugin being
-	// back.
+	// Both Pods deleted at once (their graces as the chart sets them):
+	// the stops hand over through the old keeper, and the reader reads
+	// the next update within 10 s of the plugin being back.
 	keeperPod := runningPod(t, ctx, keeperDS, kcm)
 	zero := int64(0)
 	deleted := time.Now()
 	for _, p := range []*corev1.Pod{keeperPod, dsPod} {
-		if err := kc.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		if err := kc.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -374,9 +373,15 @@ done`
 	target, oldID := secretfsTarget(t, reader)
 	// The two processes of this node's DaemonSets (their command lines
 	// name the node's folder), by PID.
-	pids := nodeProcesses(t, "secretfs", theNode.Dir)
-	if len(pids) != 2 {
-		t.Fatalf("found %d secretfs processes of the node's DaemonSets, want the keeper and the plugin: %v", len(pids), pids)
+	// The processes of the Pods replaced above may still be stopping.
+	var pids []int
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		if pids = nodeProcesses(t, "secretfs", theNode.Dir); len(pids) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("found %d secretfs processes of the node's DaemonSets, want the keeper and the plugin: %v", len(pids), pids)
+		}
 	}
 	killed := time.Now()
 	for _, pid := range pids {
@@ -675,7 +680,10 @@ func teardownDaemonSet(t *testing.T) {
 			t.Errorf("delete DaemonSet %s: %v", name, err)
 		}
 		sel := "app=" + name
-		kc.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: sel})
+		// At once: a keeper that holds mounts (a failed test's) would
+		// otherwise wait its grace for a plugin that is gone.
+		zero := int64(0)
+		kc.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{LabelSelector: sel})
 		deadline := time.Now().Add(2 * time.Minute)
 		for {
 			l, err := kc.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})

@@ -167,6 +167,9 @@ func New(log *slog.Logger) *Keeper {
 // keeper runs; when it exits, its descriptors close, and a mount lives on
 // only while its server holds its own.
 func (k *Keeper) Serve(ctx context.Context, path string) error {
+	if err := k.waitOthers(ctx, path); err != nil {
+		return err
+	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("keeper socket: %w", err)
 	}
@@ -211,6 +214,30 @@ func (k *Keeper) Serve(ctx context.Context, path string) error {
 			k.log.Warn("keeper connection refused: too many connections", "limit", k.MaxConns)
 			k.refuse(c, wire.CodeFailed, fmt.Sprintf("keeper serves its limit of %d connections", k.MaxConns))
 			c.Close()
+		}
+	}
+}
+
+// waitOthers waits while another keeper answers at path: one that is
+// stopping (draining) serves on there until a running server holds its
+// mounts, and a new keeper that took the path over would hide it from
+// that server (its Pod forced away, say). The old one unlinks the path as
+// it exits.
+func (k *Keeper) waitOthers(ctx context.Context, path string) error {
+	for logged := false; ; {
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err != nil {
+			return nil
+		}
+		c.Close()
+		if !logged {
+			k.log.Info("another keeper serves the socket; waiting until it stops", "socket", path)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("keeper socket %s: another keeper serves it", path)
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
