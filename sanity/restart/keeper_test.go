@@ -266,17 +266,20 @@ func TestTakeoverWithoutResend(t *testing.T) {
 	}
 	w.noFailedRead(t)
 	w.logSays(t, "took over without FUSE_NOTIFY_RESEND")
-	// A crash: requests the dead server read are lost on such a kernel.
-	time.Sleep(300 * time.Millisecond)
+	// A crash. Requests the dead server had read stay unanswered for good
+	// on such a kernel, and a notice the next server writes for their
+	// folder waits for them (the exit hazard, fusefs.Notice): seen here
+	// as a plugin that could never exit. So the readers stop first; this
+	// checks that the mount is served again and that the count is made.
+	w.stopUpdates()
+	w.readers.Stop()
+	w.noFailedRead(t)
+	time.Sleep(100 * time.Millisecond)
 	w.restartPlugin(t, syscall.SIGKILL)
 	w.caughtUp(t)
 	// Counted, not "not known": fusectl is mounted here.
 	w.logSays(t, "no request left unanswered", "requests the previous server read stay unanswered")
-	lost := strings.Count(w.LastLog(), "requests the previous server read stay unanswered")
-	w.stopUpdates()
-	stuck := w.readers.StopWithin(2 * time.Second)
-	w.noFailedRead(t)
-	t.Logf("without RESEND: 3 SIGTERMs with no failed read; after a SIGKILL %d mounts had unanswered requests, %d readers blocked", lost, stuck)
+	t.Logf("without RESEND: 3 SIGTERMs with no failed read; a SIGKILL taken over and its unanswered requests counted")
 }
 
 // logSays waits up to 5 s for the plugin's log to say one of what.
