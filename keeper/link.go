@@ -293,6 +293,12 @@ func (l *Link) Stop(ctx context.Context) bool {
 // notify hands notices to the keeper within NoticeWait, or fails: a keeper
 // that is slow, stopped or gone must not hold back an update.
 func (l *Link) notify(j *Journal, ns []fusefs.Notice) error {
+	// A mount being registered (just published or taken over) waits for
+	// it, within the same bound: the keeper, not this process, should
+	// write its notices (the exit hazard, fusefs.Notice).
+	if !j.WaitHeld(NoticeWait) {
+		return errNoKeeper
+	}
 	l.mu.Lock()
 	c, held := l.c, l.c != nil && j.held == l.serial
 	l.mu.Unlock()
