@@ -88,7 +88,9 @@ func start(t *testing.T, fm *fakeMounter, mk *fakeMaker, opts ...pluginOpt) *plu
 	done := make(chan error, 1)
 	go func() { done <- NewServer(p.d, sopts).Run(ctx) }()
 	waitFor(t, "socket", func() bool { _, err := os.Stat(p.sock); return err == nil })
-	conn, err := grpc.NewClient("unix://"+p.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("unix://"+p.sock, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// The socket file exists a moment before the server listens.
+		grpc.WithDefaultCallOptions(grpc.WaitForReady(true)))
 	must(t, err)
 	p.node, p.ctrl, p.ident = csi.NewNodeClient(conn), csi.NewControllerClient(conn), csi.NewIdentityClient(conn)
 	t.Cleanup(func() {

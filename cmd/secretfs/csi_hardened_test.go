@@ -58,7 +58,7 @@ func TestCSIHardened(t *testing.T) {
 		Readonly: true,
 		VolumeContext: map[string]string{"secretName": "s",
 			"csi.storage.k8s.io/pod.namespace": "default", "csi.storage.k8s.io/ephemeral": "true"},
-	})
+	}, grpc.WaitForReady(true)) // the socket file exists a moment before it listens
 	if err != nil {
 		t.Fatalf("publish: %v\n%s", err, logs.String())
 	}
