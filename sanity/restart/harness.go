@@ -316,7 +316,6 @@ type Readers struct {
 	mu       sync.Mutex
 	first    error
 	took     []time.Duration // since the last Window
-	blocked  atomic.Int64    // readers inside a read now
 	wg       sync.WaitGroup
 }
 
@@ -329,9 +328,7 @@ func StartReaders(targets []string, n int, check func(i int, v string) error) *R
 			defer r.wg.Done()
 			for i := k % len(targets); !r.stop.Load(); i = (i + 1) % len(targets) {
 				t0 := time.Now()
-				r.blocked.Add(1)
 				v, err := ReadVolume(targets[i])
-				r.blocked.Add(-1)
 				took := time.Since(t0)
 				if d := took.Nanoseconds(); d > r.slowest.Load() {
 					r.slowest.Store(d)
@@ -400,22 +397,6 @@ func Tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
-}
-
-// StopWithin ends the readers, waiting at most d for those blocked in a
-// read (a request nobody will answer); it reports how many still were.
-func (r *Readers) StopWithin(d time.Duration) int {
-	r.stop.Store(true)
-	done := make(chan struct{})
-	go func() { r.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return 0
-	case <-time.After(d):
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return int(r.blocked.Load())
 }
 
 // Kill sends sig to a process the world started, by its PID, and waits
