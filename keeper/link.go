@@ -305,7 +305,7 @@ func (l *Link) notify(j *Journal, ns []fusefs.Notice) error {
 	if !held {
 		return errNoKeeper
 	}
-	if b := c.busy.Load(); b != 0 && time.Since(time.Unix(0, b)) > NoticeWait/2 {
+	if c.slow() {
 		return errors.New("the keeper is slow to answer")
 	}
 	done := make(chan error, 1)
@@ -423,7 +423,7 @@ func (j *Journal) WaitHeld(wait time.Duration) bool {
 		case c == nil, time.Now().After(deadline):
 			return false
 		}
-		if b := c.busy.Load(); b != 0 && time.Since(time.Unix(0, b)) > NoticeWait/2 {
+		if c.slow() {
 			return false // a keeper slow to answer is not waited for
 		}
 		time.Sleep(time.Millisecond)
@@ -617,4 +617,11 @@ func (e *Entry) Close() {
 		e.Ledger = nil
 	}
 	e.Snap.Wipe()
+}
+
+// slow reports a request to the keeper under way for over half of
+// NoticeWait: nothing more is queued behind it.
+func (c *Client) slow() bool {
+	b := c.busy.Load()
+	return b != 0 && time.Since(time.Unix(0, b)) > NoticeWait/2
 }
