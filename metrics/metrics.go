@@ -106,4 +106,29 @@ var (
 
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	startAtZero()
+}
+
+// startAtZero creates the series of every label value known in advance,
+// at 0, so that /metrics shows them before the first event: the chart's
+// alerts and dashboard query them (deploy/monitoring_test.go checks each
+// exists on a fresh plugin), and a rate over a series that appears with
+// its first increment would miss that increment. Provider labels (a
+// class's spec.provider) are not known in advance and appear with use.
+func startAtZero() {
+	for vec, values := range map[*prometheus.CounterVec][]string{
+		RefreshErrors: {"notfound", "invalid", "forbidden", "unavailable", "provider"},
+		BackendReads:  {"ok", "notfound", "invalid", "forbidden", "unavailable"},
+		AuthFailures:  {"token", "denied"},
+		CacheRequests: {"hit", "miss"},
+		Retries:       {"watch", "poll"},
+		// gRPC code names (codes.Code.String); the failures appear with use.
+		Publishes:           {"OK"},
+		Unpublishes:         {"OK"},
+		KeeperRegistrations: {"ok", "error"},
+	} {
+		for _, v := range values {
+			vec.WithLabelValues(v)
+		}
+	}
 }

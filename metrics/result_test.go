@@ -30,3 +30,31 @@ func TestResult(t *testing.T) {
 		}
 	}
 }
+
+// TestStartAtZero: the labelled series alerts and dashboards query exist
+// before any event, at 0, with exactly Result's reasons (and "provider").
+func TestStartAtZero(t *testing.T) {
+	want := map[string]bool{"notfound": true, "invalid": true, "forbidden": true, "unavailable": true, "provider": true}
+	for _, err := range []error{backend.ErrNotFound, &secret.InvalidError{}, backend.ErrForbidden, errors.New("x")} {
+		if !want[Result(err)] {
+			t.Errorf("Result gives %q, not started at zero", Result(err))
+		}
+	}
+	mfs, err := Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = len(mf.GetMetric())
+	}
+	for name, n := range map[string]int{
+		"secretfs_refresh_errors_total": len(want),
+		"secretfs_auth_failures_total":  2,
+		"secretfs_csi_publish_total":    1,
+	} {
+		if got[name] < n {
+			t.Errorf("%s: %d series at start, want at least %d", name, got[name], n)
+		}
+	}
+}
