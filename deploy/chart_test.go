@@ -85,16 +85,20 @@ func TestChartLint(t *testing.T) {
 func TestChartSchemaRefusesTypos(t *testing.T) {
 	h := helm(t)
 	for set, want := range map[string]string{
-		"keeper.enable=false":          "additional properties 'enable' not allowed",
-		"logLevel=verbose":             "/logLevel",
-		"source.type=file":             "source.hostPath is required",
-		"providers.dirs[0]=relative":   "/providers/dirs/0",
-		"cacheIdle=1 minute":           "/cacheIdle",
-		"metrics.port=0":               "/metrics/port",
-		"extraArgs[0]=positional":      "/extraArgs/0",
-		"image.pullPolicy=Sometimes":   "/image/pullPolicy",
-		"kubeletDir=var/lib/kubelet":   "/kubeletDir",
-		"keeper.socketDir=run/secretf": "/keeper/socketDir",
+		"keeper.enable=false":                                  "additional properties 'enable' not allowed",
+		"logLevel=verbose":                                     "/logLevel",
+		"source.type=file":                                     "source.hostPath is required",
+		"providers.dirs[0]=relative":                           "/providers/dirs/0",
+		"cacheIdle=1 minute":                                   "/cacheIdle",
+		"metrics.port=0":                                       "/metrics/port",
+		"extraArgs[0]=positional":                              "/extraArgs/0",
+		"image.pullPolicy=Sometimes":                           "/image/pullPolicy",
+		"kubeletDir=var/lib/kubelet":                           "/kubeletDir",
+		"keeper.socketDir=run/secretf":                         "/keeper/socketDir",
+		"monitoring.serviceMonitor.enable=true":                "additional properties 'enable' not allowed",
+		"monitoring.serviceMonitor.interval=half a minute":     "/monitoring/serviceMonitor/interval",
+		"monitoring.prometheusRule.disabled.SecretfsTypo=true": "additional properties 'SecretfsTypo' not allowed",
+		"monitoring.grafanaDashboard.labelKey=not a label key": "/monitoring/grafanaDashboard/labelKey",
 	} {
 		out, err := exec.Command(h, "template", "secretfs", chartDir, "--set", set).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), want) {
