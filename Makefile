@@ -7,7 +7,7 @@ DEMO_DIR  ?= /tmp/secretfs-demo
 # ~11 minutes on 2 cores; go test's default 10 minute timeout is too short.
 TEST_TIMEOUT ?= 45m
 
-.PHONY: build release cross-vet test test-unit unit vet lint demo sanity e2e bench fuzz clean helm crds deploy helm-lint
+.PHONY: build release cross-vet test test-unit unit vet lint demo sanity e2e bench bench-docs fuzz clean helm crds deploy helm-lint
 
 build:
 	$(GO) build -o $(BIN) ./cmd/secretfs
@@ -97,8 +97,25 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
+# Benchmarks: tables on stdout and in $(BENCH_OUT)/bench.txt, figures
+# beside them ($(BENCH_OUT)/*.png, drawn from the *.json next to them by
+# bench/benchplot). BENCH picks benchmarks (go test -bench), e.g.
+# make bench BENCH='Read|UpdateLatency'.
+BENCH     ?= .
+BENCH_OUT ?= bin/bench
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./bench/
+	@mkdir -p $(BENCH_OUT)
+	SECRETFS_BENCH_OUT=$(abspath $(BENCH_OUT)) $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 2s ./bench/ | tee $(BENCH_OUT)/bench.txt; \
+		exit $${PIPESTATUS[0]}
+
+# docs/bench (shown by README.md, described in docs/BENCHMARKS.md): the
+# figures of $(BENCH_OUT), their JSON copied and their PNGs drawn again
+# from it. Run after make bench (and the e2e side-by-side latency test,
+# which adds kubelet's own volume to the update latency CDF).
+bench-docs:
+	@mkdir -p docs/bench
+	cp $(BENCH_OUT)/*.json docs/bench/
+	$(GO) run ./bench/benchplot/cmd/benchplot docs/bench
 
 # Mounts mysecret from the example manifests, lists it and reads username.
 demo: build

@@ -38,8 +38,9 @@
 // op rewrites the manifest the way editors and kubectl do (write a hidden
 // temporary, rename over), and a reader process spinning on
 // open+read+close of the mounted key reports when it first sees the new
-// value. edit→visible is measured from the return of rename(2) to the
-// reader's read, both on CLOCK_MONOTONIC. At least 200 edits per run.
+// value. edit→visible is measured from the call of rename(2) to the
+// reader's read, both on CLOCK_MONOTONIC (from its return, a descheduled
+// benchmark could time a read before the edit). At least 200 edits per run.
 // Reports p50-ms, p99-ms, max-ms. The file backend debounces inotify
 // events for 2 ms, which is a floor for p50.
 //

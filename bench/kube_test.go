@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/secretfs/secretfs/backend/kube"
+	"github.com/secretfs/secretfs/bench/benchplot"
 	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/mounted"
 	"github.com/secretfs/secretfs/projection"
@@ -65,4 +66,5 @@ func BenchmarkKubeUpdateLatency(b *testing.B) {
 	}
 	b.ReportMetric(float64(n), "updates")
 	lat.report(b, "")
+	record(b, benchplot.UpdateLatencyName, benchplot.UpdateLatency, "secretfs, kube-apiserver: update → read (bench)", seconds(lat))
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/secretfs/secretfs/bench/benchplot"
 	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/projection"
 )
@@ -133,5 +134,7 @@ func BenchmarkRead(b *testing.B) {
 		// b.Logf of a parent benchmark is not shown; benchstat ignores this line.
 		fmt.Printf("# BenchmarkRead FUSE/tmpfs: read %.3f (%.0f vs %.0f ops/s), stat %.3f (%.0f vs %.0f ops/s); goal read >= 0.8\n",
 			f.read/t.read, f.read, t.read, f.stat/t.stat, f.stat, t.stat)
+		record(b, "read-throughput", readOps, "tmpfs (kubelet's volume)", benchplot.Series{Y: []float64{t.read / 1e3, t.stat / 1e3}})
+		record(b, "read-throughput", readOps, "secretfs (FUSE)", benchplot.Series{Y: []float64{f.read / 1e3, f.stat / 1e3}})
 	}
 }

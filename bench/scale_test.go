@@ -62,6 +62,8 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
+
+	"github.com/secretfs/secretfs/bench/benchplot"
 )
 
 const (
@@ -252,6 +254,7 @@ func benchScale(b *testing.B, bin string) {
 	b.ReportMetric(idle.goroutines, "goroutines-idle")
 	b.Logf("after --cache-idle (%s): %s", scaleCacheIdle, idle)
 	printScaleTable(rows, slope, after, idle)
+	recordScale(b, rows)
 	p.stop()
 }
 
@@ -517,4 +520,19 @@ func printScaleTable(rows []scaleRow, slope [4]float64, after, idle usage) {
 		rows[len(rows)-2].n, last.n, slope[0], slope[1], slope[2], slope[3])
 	fmt.Printf("| 10000 (extrapolated) | %.0f | %.0f | %.0f | | | | | %.0f |\n",
 		last.u.rss+k*slope[0], last.u.threads+k*slope[1], last.u.goroutines+k*slope[2], last.shmem+k*slope[3])
+}
+
+// recordScale draws the plugin's RSS (beside the Shmem the tmpfs volumes
+// cost the kernel) and OS threads against the number of volumes.
+func recordScale(b *testing.B, rows []scaleRow) {
+	var n, rss, shmem, threads []float64
+	for _, r := range rows {
+		n = append(n, float64(r.n))
+		rss = append(rss, r.u.rss)
+		shmem = append(shmem, r.shmem)
+		threads = append(threads, r.u.threads)
+	}
+	record(b, "scale-rss", scaleRSS, "secretfs plugin RSS", benchplot.Series{X: n, Y: rss})
+	record(b, "scale-rss", scaleRSS, "tmpfs volumes: kernel Shmem", benchplot.Series{X: n, Y: shmem})
+	record(b, "scale-threads", scaleThreads, "secretfs plugin", benchplot.Series{X: n, Y: threads})
 }
