@@ -49,7 +49,7 @@ func drawCDF(p *plot.Plot, f *Figure) error {
 	// Bottom middle: right of secretfs's milliseconds, left of kubelet's
 	// minute.
 	p.Legend.Top, p.Legend.Left = false, true
-	p.Legend.XOffs, p.Legend.YOffs = width/4, height/10
+	p.Legend.XOffs, p.Legend.YOffs = width*0.34, height/4
 	var vs []any
 	for _, name := range f.Order {
 		s := slices.Sorted(slices.Values(f.Series[name].Samples))
