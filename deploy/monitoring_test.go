@@ -353,7 +353,7 @@ func checkSelector(t *testing.T, where string, vs *parser.VectorSelector, served
 		return
 	}
 	for _, m := range vs.LabelMatchers {
-		if m.Type != labels.MatchEqual || m.Name == labels.MetricName || targetLabels[m.Name] {
+		if m.Type != labels.MatchEqual || m.Name == model.MetricNameLabel || targetLabels[m.Name] {
 			continue
 		}
 		if !slices.ContainsFunc(series, func(l model.LabelSet) bool { return string(l[model.LabelName(m.Name)]) == m.Value }) {
