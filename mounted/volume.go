@@ -37,14 +37,21 @@ type Config struct {
 	// mount survives this process (registered under Dir with Meta).
 	Keeper *keeper.Link
 	Meta   []byte
+	// Sources, when set, make a volume of several sources (a projected
+	// volume's `sources`, sources.go): each is followed and any change
+	// switches the whole volume, changes within Window (default
+	// DefaultWindow) in one switch. Spec then only names the volume.
+	Sources []Source
+	Window  time.Duration
 }
 
 // Volume is one mounted, live volume.
 type Volume struct {
-	cfg Config
-	dir string
-	fs  *fusefs.FS
-	sub *cache.Subscription // nil for a volume fed by Set
+	cfg  Config
+	dir  string
+	fs   *fusefs.FS
+	sub  *cache.Subscription // nil for a volume fed by Set
+	srcs *sources            // a volume of several sources (Config.Sources)
 
 	mu   sync.Mutex // orders switches
 	last *secret.Secret
@@ -60,6 +67,9 @@ type Volume struct {
 // backend's own (e.g. backend.ErrForbidden).
 func Mount(ctx context.Context, c *cache.Cache, dir string, cfg Config) (*Volume, error) {
 	v := newVolume(dir, cfg)
+	if v.srcs != nil {
+		return mountSources(ctx, c, v)
+	}
 	ref := backend.Ref{Namespace: cfg.Spec.Namespace, Name: cfg.Spec.SecretName}
 	var sub *cache.Subscription
 	ready := make(chan struct{})
@@ -178,6 +188,10 @@ func (v *Volume) Follow(ctx context.Context, c *cache.Cache) {
 	v.keep(v.taken)
 	v.taken = nil
 	v.fs.Reconcile()
+	if v.srcs != nil {
+		v.srcs.follow(ctx, c)
+		return
+	}
 	if c == nil {
 		return
 	}
@@ -287,6 +301,9 @@ func newVolume(dir string, cfg Config) *Volume {
 		}
 	}
 	v.cfg = cfg
+	if len(cfg.Sources) > 0 {
+		v.srcs = newSources(v, cfg.Sources, cfg.Window)
+	}
 	return v
 }
 
@@ -306,7 +323,11 @@ func (v *Volume) mount(p *projection.Payload) error {
 // first turns the first cache state into the payload to mount, or the
 // error that refuses the mount.
 func (v *Volume) first(st cache.State) (*projection.Payload, error) {
-	spec := &v.cfg.Spec
+	return firstPayload(&v.cfg.Spec, st)
+}
+
+// firstPayload projects spec's first cache state, or says why it cannot.
+func firstPayload(spec *projection.Spec, st cache.State) (*projection.Payload, error) {
 	var invalid *secret.InvalidError
 	switch {
 	case st.Secret != nil:
@@ -368,6 +389,9 @@ func (v *Volume) apply(s *secret.Secret, missing bool) error {
 // the TTL expired; Watch: nothing to do) and applies it. On failure the
 // last good version stays and the error is returned for logging.
 func (v *Volume) Refresh(ctx context.Context) error {
+	if v.srcs != nil {
+		return v.srcs.refresh(ctx)
+	}
 	if v.sub == nil {
 		return nil
 	}
@@ -388,6 +412,12 @@ func (v *Volume) Refresh(ctx context.Context) error {
 // volume's in its cache entry (no second entry or watch); only another
 // identity subscribes anew, the old subscription ending.
 func (v *Volume) Resubscribe(ctx context.Context, c *cache.Cache, id backend.Identity, meta []byte) error {
+	if v.srcs != nil {
+		if meta != nil {
+			v.setMeta(meta)
+		}
+		return v.srcs.resubscribe(ctx, c, id)
+	}
 	if v.sub != nil {
 		if err := v.sub.SetIdentity(id); err == nil {
 			v.cfg.Identity = id
@@ -428,9 +458,7 @@ func (v *Volume) Set(s *secret.Secret) error {
 // Unmount stops following the Secret and detaches the filesystem (lazily
 // when busy; the data goes when the last open file closes).
 func (v *Volume) Unmount() error {
-	if v.sub != nil {
-		v.sub.Close()
-	}
+	v.stopFollowing()
 	err := v.fs.Unmount()
 	v.release() // the keeper forgets it (Link: in the background)
 	return err
@@ -439,9 +467,14 @@ func (v *Volume) Unmount() error {
 // Abandon stops following the Secret without unmounting, for a planned
 // restart with a keeper: the next process takes the mount over. Handover
 // then stops serving it.
-func (v *Volume) Abandon() {
+func (v *Volume) Abandon() { v.stopFollowing() }
+
+func (v *Volume) stopFollowing() {
 	if v.sub != nil {
 		v.sub.Close()
+	}
+	if v.srcs != nil {
+		v.srcs.close()
 	}
 }
 
