@@ -214,6 +214,7 @@ type fakeVolume struct {
 	mu           sync.Mutex
 	secrets      []*secret.Secret      // MountStatic's, then each Set
 	payloads     []*projection.Payload // MountPayload's, then each SetPayload
+	parts        []fakePart            // SetPart calls
 	metas        [][]byte
 	refreshes    int
 	resubscribed []backend.Identity
@@ -295,6 +296,19 @@ func (v *fakeVolume) SetPayload(p *projection.Payload) error {
 	defer v.mu.Unlock()
 	v.payloads = append(v.payloads, p)
 	return nil
+}
+
+func (v *fakeVolume) SetPart(i int, p *projection.Payload) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.parts = append(v.parts, fakePart{i, p})
+	return nil
+}
+
+// fakePart is a SetPart call.
+type fakePart struct {
+	i int
+	p *projection.Payload
 }
 
 func (v *fakeVolume) SetMeta(meta []byte) {

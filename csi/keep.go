@@ -150,6 +150,9 @@ func (d *Driver) restore(e keeper.Entry) (*takenOver, error) {
 	if k.Identity.Own() && k.Token != "" {
 		k.Identity = backend.Identity{Tokens: []backend.Token{{Value: k.Token}}}
 	}
+	if len(k.Attrs.Sources) > 0 {
+		return d.restoreSources(e, k)
+	}
 	mt := &mount{volumeID: k.VolumeID, key: k.Key, static: k.Attrs.Static, id: k.Identity}
 	vol, err := mounted.Restore(e, d.volumeConfig(e.ID, mt, &k.Attrs))
 	if err != nil {
@@ -164,6 +167,10 @@ func (d *Driver) restore(e keeper.Entry) (*takenOver, error) {
 func (d *Driver) follow(ctx context.Context, t *takenOver) {
 	if t.k.Attrs.Provider != nil {
 		d.followProvider(ctx, t)
+		return
+	}
+	if len(t.k.Attrs.Sources) > 0 {
+		d.followSources(ctx, t)
 		return
 	}
 	c := d.cfg.Cache

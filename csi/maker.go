@@ -33,6 +33,9 @@ type Volume interface {
 	Done() <-chan struct{}
 	Set(s *secret.Secret) error
 	SetPayload(p *projection.Payload) error
+	// SetPart replaces the files of source i of a volume of several
+	// sources (a secretProviderClass source).
+	SetPart(i int, p *projection.Payload) error
 	SetMeta(meta []byte)
 	Refresh(ctx context.Context) error
 	Resubscribe(ctx context.Context, c *cache.Cache, id backend.Identity, meta []byte) error

@@ -107,6 +107,9 @@ func (d *Driver) mount(ctx context.Context, r publishRequest, key string) (*moun
 	if a.Provider != nil {
 		return d.mountProvider(ctx, r, key)
 	}
+	if len(a.Sources) > 0 {
+		return d.mountSources(ctx, r, key)
+	}
 	mt := &mount{volumeID: r.volumeID, key: key, static: a.Static, id: r.id}
 	cfg := d.volumeConfig(r.target, mt, a)
 	var err error
@@ -135,6 +138,10 @@ func (d *Driver) republish(ctx context.Context, mt *mount, r publishRequest) {
 	var err error
 	if r.attrs.Provider != nil { // same attributes as mt's: the keys match
 		d.republishProvider(ctx, mt, r)
+		return
+	}
+	if len(r.attrs.Sources) > 0 {
+		d.republishSources(ctx, mt, r)
 		return
 	}
 	if mt.static {
@@ -185,6 +192,7 @@ func (d *Driver) unpublish(ctx context.Context, volumeID string, p targetpath.Pa
 	if m := mt.provider.Load(); m != nil {
 		m.Close() // no more switches; the entry may go
 	}
+	mt.classes.close()
 	if err := mt.vol.Unmount(); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
@@ -258,7 +266,8 @@ func (a *Attributes) key() string {
 		Strategy   cache.Strategy
 		TTL        time.Duration
 		Provider   *ProviderAttrs `json:",omitempty"`
-	}{a.Spec, a.Static, a.Base64Keys, a.Strategy, a.TTL, a.Provider})
+		Sources    []SourceAttrs  `json:",omitempty"`
+	}{a.Spec, a.Static, a.Base64Keys, a.Strategy, a.TTL, a.Provider, a.Sources})
 	return string(js)
 }
 
