@@ -12,6 +12,11 @@ import (
 	"github.com/secretfs/secretfs/cache"
 )
 
+// This file sorts before rules_test.go on purpose: its TestHandOverAndUnmountAll
+// calls HandOver, whose fusefs.Quiesce stops this process's notices for
+// good, after which a real mount's switches stay hidden behind the
+// kernel's caches.
+
 // The attribute `sources`: kubelet's projected shape, checked whole
 // before anything is read; every error is InvalidArgument naming the
 // entry and field, never a value.

@@ -1,0 +1,83 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// `secretfs mount --secret A --secret B`: one volume of both Secrets,
+// each --item belonging to the --secret before it, each Secret followed.
+func TestMountSeveralSecrets(t *testing.T) {
+	src := t.TempDir()
+	writeManifest(t, filepath.Join(src, "db.yaml"), secretYAML("db", "password", "pw", "user", "u"))
+	writeManifest(t, filepath.Join(src, "tls.yaml"), secretYAML("tls", "tls.crt", "c1", "tls.key", "k1"))
+	dir := filepath.Join(t.TempDir(), "m")
+	startMount(t, dir, "--source", "file:"+src, "--secret", "db", "--item", "password=db/password:0400",
+		"--secret", "tls", "--item", "tls.crt=tls/crt", "--item", "tls.key=tls/key")
+	for path, want := range map[string]string{"db/password": "pw", "tls/crt": "c1", "tls/key": "k1"} {
+		if got := readFile(t, filepath.Join(dir, path)); got != want {
+			t.Errorf("%s = %q, want %q", path, got, want)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "db/password")); err != nil || fi.Mode().Perm() != 0o400 {
+		t.Errorf("db/password: %v %v, want 0400", fi.Mode(), err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "user")); !os.IsNotExist(err) {
+		t.Errorf("db's unlisted key shows: %v", err)
+	}
+	writeManifest(t, filepath.Join(src, "tls.yaml"), secretYAML("tls", "tls.crt", "c2", "tls.key", "k2"))
+	waitFor(t, "tls's change", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "tls/key"))
+		return string(b) == "k2"
+	})
+	if got := readFile(t, filepath.Join(dir, "tls/crt")); got != "c2" {
+		t.Errorf("tls/crt = %q after the switch", got)
+	}
+}
+
+// Bad input with several Secrets: one line on stderr naming what is
+// wrong, nothing mounted.
+func TestMountSeveralSecretsBadInput(t *testing.T) {
+	src := t.TempDir()
+	writeManifest(t, filepath.Join(src, "a.yaml"), secretYAML("a", "x", "1", "conf", "c"))
+	writeManifest(t, filepath.Join(src, "b.yaml"), secretYAML("b", "x", "secret-value", "yy", "2"))
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"same path", []string{"--secret", "a", "--secret", "b"}, `secretfs mount: sources conflict at path "x": secret "default/a" and secret "default/b" both give it`},
+		{"file and folder", []string{"--secret", "a", "--secret", "b", "--item", "yy=conf/y"}, `secretfs mount: sources conflict at path "conf": secret "default/a" and secret "default/b" give a file and a folder there`},
+		{"missing", []string{"--secret", "a", "--secret", "nope"}, `secretfs mount: secret "default/nope" not found`},
+		{"item before several secrets", []string{"--item", "x=z", "--secret", "a", "--secret", "b"}, `secretfs mount: --item x comes before any --secret`},
+		{"bad item of the second", []string{"--secret", "a", "--secret", "b", "--item", "yy=../y"}, `secretfs mount: --secret b: items[0].path "../y"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			needRoot(t)
+			dir := filepath.Join(t.TempDir(), "m")
+			cmd := exec.Command(bin, append(append([]string{"mount", "--source", "file:" + src}, c.args...), dir)...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err == nil {
+				t.Fatal("exit 0 for bad input")
+			}
+			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+			if stdout.Len() != 0 || len(lines) != 1 || !strings.HasPrefix(lines[0], c.want) {
+				t.Errorf("stdout %q, stderr:\n%s\nwant one line starting %q", stdout.String(), stderr.String(), c.want)
+			}
+			if strings.Contains(stderr.String(), "secret-value") {
+				t.Errorf("a value on stderr")
+			}
+			if _, err := os.Stat(dir); err == nil {
+				t.Errorf("mount point %s left behind", dir)
+			}
+		})
+	}
+}
