@@ -223,4 +223,3 @@ func TestPublishSourcesWithClass(t *testing.T) {
 	wantCode(t, err, codes.NotFound)
 	wantAbsent(t, target2)
 }
-
