@@ -8,7 +8,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/secretfs/secretfs/sanity/syncbuf"
 )
 
 // `secretfs mount --secret A --secret B`: one volume of both Secrets,
@@ -80,4 +83,52 @@ func TestMountSeveralSecretsBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A volume of several Secrets outlives its server with a keeper: the
+// next `secretfs mount` with the same arguments takes it over (rebuilt
+// from the keeper's snapshot, every source followed again).
+func TestMountSeveralSecretsTakeover(t *testing.T) {
+	if !inPrivateNS(t) {
+		return
+	}
+	work := t.TempDir()
+	sock := filepath.Join(work, "keeper.sock")
+	k := exec.Command(bin, "keeper", "--socket", sock)
+	must(t, k.Start())
+	t.Cleanup(func() { k.Process.Kill(); k.Wait() })
+	waitFor(t, "keeper socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	src := filepath.Join(work, "src")
+	must(t, os.Mkdir(src, 0o755))
+	writeManifest(t, filepath.Join(src, "a.yaml"), secretYAML("a", "x", "1"))
+	writeManifest(t, filepath.Join(src, "b.yaml"), secretYAML("b", "z", "1"))
+	dir := filepath.Join(work, "m")
+	args := []string{"mount", "--keeper", sock, "--source", "file:" + src, "--secret", "a", "--secret", "b", "--item", "z=b/z", dir}
+	var stderr, stderr2 syncbuf.Buffer
+	first := exec.Command(bin, args...)
+	first.Stderr = &stderr
+	must(t, first.Start())
+	// "mounted" is said once the keeper holds the mount: a kill then
+	// loses nothing.
+	waitFor(t, "mount", func() bool { return strings.Contains(stderr.String(), "mounted") })
+	ver, err := os.Readlink(filepath.Join(dir, "..data"))
+	must(t, err)
+	first.Process.Kill()
+	first.Wait()
+
+	next := exec.Command(bin, args...)
+	next.Stderr = &stderr2
+	must(t, next.Start())
+	t.Cleanup(func() { next.Process.Signal(syscall.SIGTERM); next.Wait() })
+	waitFor(t, "the takeover", func() bool { return strings.Contains(stderr2.String(), "mounted") })
+	if readFile(t, filepath.Join(dir, "x")) != "1" || readFile(t, filepath.Join(dir, "b/z")) != "1" {
+		t.Fatalf("after the takeover: %v", stderr2.String())
+	}
+	if now, err := os.Readlink(filepath.Join(dir, "..data")); err != nil || now != ver {
+		t.Errorf("..data -> %s %v after the takeover, want the held version %s", now, err, ver)
+	}
+	writeManifest(t, filepath.Join(src, "b.yaml"), secretYAML("b", "z", "2"))
+	waitFor(t, "b followed after the takeover", func() bool { b, _ := os.ReadFile(filepath.Join(dir, "b/z")); return string(b) == "2" })
+	writeManifest(t, filepath.Join(src, "a.yaml"), secretYAML("a", "x", "2"))
+	waitFor(t, "a followed after the takeover", func() bool { b, _ := os.ReadFile(filepath.Join(dir, "x")); return string(b) == "2" })
 }
