@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/secretfs/secretfs/backend/provider/providertest"
 	"github.com/secretfs/secretfs/sanity/syncbuf"
 )
 
@@ -131,4 +132,43 @@ func TestMountSeveralSecretsTakeover(t *testing.T) {
 	waitFor(t, "b followed after the takeover", func() bool { b, _ := os.ReadFile(filepath.Join(dir, "b/z")); return string(b) == "2" })
 	writeManifest(t, filepath.Join(src, "a.yaml"), secretYAML("a", "x", "2"))
 	waitFor(t, "a followed after the takeover", func() bool { b, _ := os.ReadFile(filepath.Join(dir, "x")); return string(b) == "2" })
+}
+
+// A CSI volume of several sources (two Secrets and a provider class)
+// survives a SIGKILL of `secretfs csi --keeper`: the next process takes
+// it back from the keeper's record and follows every source again.
+func TestSourcesVolumeSurvivesKill(t *testing.T) {
+	if !inPrivateNS(t) {
+		return
+	}
+	w := newCSIKeeper(t)
+	srv := providertest.Start(t, w.socks, "vault")
+	srv.SetFiles(map[string]string{"db-password": "v1"}, "1")
+	writeManifest(t, filepath.Join(w.src, "spc.yaml"), "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: db, namespace: default}\nspec: {provider: vault, parameters: {roleName: app}}\n")
+	writeManifest(t, filepath.Join(w.src, "tls.yaml"), secretYAML("tls", "tls.crt", "c1", "tls.key", "k1"))
+	writeManifest(t, filepath.Join(w.src, "cfg.yaml"), secretYAML("cfg", "mode", "a"))
+	w.start()
+	req := w.inline("uid-1", "app", map[string]string{"sources": `[{"secret": {"name": "tls"}}, {"secret": {"name": "cfg", "items": [{"key": "mode", "path": "conf/mode"}]}}, {"secretProviderClass": {"name": "db"}}]`})
+	w.publish(req)
+	dir := req.TargetPath
+	ver, err := os.Readlink(filepath.Join(dir, "..data"))
+	must(t, err)
+	w.kill()
+	calls := srv.Calls()
+	w.start()
+	waitFor(t, "the takeover's call to the provider", func() bool { return srv.Calls() > calls })
+	if now, err := os.Readlink(filepath.Join(dir, "..data")); err != nil || now != ver {
+		t.Errorf("..data -> %s %v after the takeover, want the held version %s", now, err, ver)
+	}
+	for path, want := range map[string]string{"tls.key": "k1", "conf/mode": "a", "db-password": "v1"} {
+		if got := readFile(t, filepath.Join(dir, path)); got != want {
+			t.Errorf("%s = %q after the takeover, want %q", path, got, want)
+		}
+	}
+	writeManifest(t, filepath.Join(w.src, "tls.yaml"), secretYAML("tls", "tls.crt", "c2", "tls.key", "k2"))
+	waitFor(t, "tls followed after the takeover", func() bool { b, _ := os.ReadFile(filepath.Join(dir, "tls.key")); return string(b) == "k2" })
+	srv.SetFiles(map[string]string{"db-password": "v2"}, "2")
+	w.publish(req) // kubelet's republish reaches the new process
+	waitFor(t, "the provider followed after the takeover", func() bool { b, _ := os.ReadFile(filepath.Join(dir, "db-password")); return string(b) == "v2" })
+	w.unpublish(req)
 }
