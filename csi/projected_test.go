@@ -8,6 +8,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/secretfs/secretfs/cache"
 )
@@ -222,4 +224,20 @@ func TestPublishSourcesWithClass(t *testing.T) {
 	err := p.publish(req2)
 	wantCode(t, err, codes.NotFound)
 	wantAbsent(t, target2)
+}
+
+// The README's and deploy/examples' Pod with sources parses as it says.
+func TestSourcesExamplePod(t *testing.T) {
+	b, err := os.ReadFile("../deploy/examples/pods/sources-pod.yaml")
+	must(t, err)
+	var pod corev1.Pod
+	must(t, yaml.UnmarshalStrict(b, &pod))
+	vc := pod.Spec.Volumes[0].CSI.VolumeAttributes
+	vc[podNamespaceKey], vc[ephemeralKey] = "default", "true"
+	a := mustParse(t, vc)
+	specs := a.sourceSpecs()
+	if len(specs) != 2 || specs[0].SecretName != "mysecret" || specs[0].Items[0].Path != "db/password" ||
+		specs[1].SecretName != "ssh-key-secret" || *specs[1].DefaultMode != 0o400 {
+		t.Errorf("%+v", a.Sources)
+	}
 }
