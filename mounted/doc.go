@@ -5,7 +5,10 @@
 // plugin mount volumes through it.
 //
 // A Volume is made in one of four ways:
-//   - Mount: a Secret followed through the cache (Watch, Cache or Get);
+//   - Mount: a Secret followed through the cache (Watch, Cache or Get),
+//     or several (Config.Sources, sources.go: a projected volume's
+//     `sources`), each followed and projected alone, merged with
+//     projection.Merge, and switched once per window (DefaultWindow);
 //   - MountStatic: a Secret its owner supplies and replaces with Set (the
 //     CSI request's own nodePublishSecretRef data);
 //   - MountPayload: ready-made files replaced with SetPayload (a Secrets
