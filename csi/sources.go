@@ -56,10 +56,12 @@ func parseSourcesAttributes(vc map[string]string, origin volumeOrigin, mountGrou
 		return nil, fmt.Errorf("volume attribute %s: %w", attrSources, err)
 	}
 	// The rest is one Secret's attributes without the Secret: defaultMode,
-	// changeDetection, ttl, the namespace rule and fsGroup.
+	// changeDetection, ttl, the namespace rule and fsGroup. Spec's name
+	// only names the volume in logs ("ns/(sources)"): no Secret is
+	// called so.
 	rest := maps.Clone(vc)
 	delete(rest, attrSources)
-	rest[attrSecretName] = "sources"
+	rest[attrSecretName] = "(sources)"
 	a, err := parseAttributes(rest, origin, mountGroup)
 	if err != nil {
 		return nil, err

@@ -232,3 +232,39 @@ func names(t *testing.T, dir string) []string {
 	}
 	return out
 }
+
+// With the Get strategy nothing changes until Refresh, which re-reads
+// every source and switches once for all of them.
+func TestSourcesRefreshGet(t *testing.T) {
+	e := newSrcEnv(t)
+	e.write(t, map[string][]string{"a": {"x=1"}, "b": {"z=1"}})
+	dir := filepath.Join(t.TempDir(), "m")
+	os.Mkdir(dir, 0o755)
+	log := slog.New(slog.NewTextHandler(e.log, nil))
+	v, err := mounted.Mount(context.Background(), e.cache, dir, mounted.Config{Sources: []mounted.Source{src("a", false), src("b", false)},
+		Strategy: cache.StrategyGet, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Unmount(); <-v.Done() })
+	e.write(t, map[string][]string{"a": {"x=2"}, "b": {"z=2"}})
+	if content(dir, "x") != "1" || content(dir, "z") != "1" {
+		t.Fatalf("a Get volume changed before a refresh")
+	}
+	if err := v.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if content(dir, "x") != "2" || content(dir, "z") != "2" || e.switches() != 1 {
+		t.Errorf("after Refresh: x=%s z=%s, %d switches; want 2, 2, 1", content(dir, "x"), content(dir, "z"), e.switches())
+	}
+	// A refresh that finds a conflict keeps the last good version and
+	// says so.
+	e.write(t, map[string][]string{"a": {"x=3"}, "b": {"z=3", "x=3"}})
+	var ce *projection.ConflictError
+	if err := v.Refresh(context.Background()); !errors.As(err, &ce) {
+		t.Errorf("refresh into a conflict: %v", err)
+	}
+	if content(dir, "x") != "2" || e.switches() != 1 {
+		t.Errorf("a conflicting refresh switched")
+	}
+}
