@@ -63,6 +63,9 @@ func TestParseSourcesAttributes(t *testing.T) {
 	if ms := a.mountedSources(); ms[1].Fed != `secretProviderClass "team/vault-db"` {
 		t.Errorf("class source named %q", ms[1].Fed)
 	}
+	if a := mustParse(t, pod("sources", `[{"secret": {"name": "a", "optional": "true"}}]`)); !a.Sources[0].Secret.Optional {
+		t.Errorf("optional \"true\" as a string: %+v", a.Sources[0].Secret)
+	}
 	if a.key() == mustParse(t, pod("sources", two)).key() {
 		t.Errorf("two volumes of different sources share a key")
 	}
@@ -84,6 +87,7 @@ func TestParseSourcesAttributes(t *testing.T) {
 		{"no name", `volume attribute sources: [0].secret.name: required`, pod("sources", `[{"secret":{"optional":true}}]`)},
 		{"bad name", `volume attribute sources: [0].secret.name: not a valid object name`, pod("sources", `[{"secret":{"name":"Not_A_Name"}}]`)},
 		{"optional not bool", `volume attribute sources: [0].secret.optional: must be true or false`, pod("sources", `[{"secret":{"name":"a","optional":"yes"}}]`)},
+		{"optional a number", `volume attribute sources: [0].secret.optional: must be true or false`, pod("sources", `[{"secret":{"name":"a","optional":1}}]`)},
 		{"bad item path", `volume attribute sources: [0].secret: items[0].path "../x": must not contain '..'`, pod("sources", `[{"secret":{"name":"a","items":[{"key":"k","path":"../x"}]}}]`)},
 		{"item without key", `volume attribute sources: [0].secret.items: [0].key: required`, pod("sources", `[{"secret":{"name":"a","items":[{"path":"x"}]}}]`)},
 		{"empty list", `volume attribute sources: no source in the list`, pod("sources", `[]`)},
@@ -131,6 +135,25 @@ func TestPublishSourcesBookkeeping(t *testing.T) {
 	wantCode(t, p.publish(req), codes.AlreadyExists)
 	p.unpublish(req)
 	wantAbsent(t, target)
+
+	// Bad attributes: InvalidArgument naming what is wrong, nothing made.
+	for _, tc := range []struct{ attrs map[string]string }{
+		{map[string]string{"sources": two, "secretName": "db"}},
+		{map[string]string{"sources": two, "secretProviderClass": "c"}},
+		{map[string]string{"sources": `[{"secret": {"name": "db", "key": "x"}}]`}},
+		{map[string]string{"sources": `[{"configMap": {"name": "c"}}]`}},
+	} {
+		req, target := p.inline(pod{ns: "team", name: "bad"}, "v", tc.attrs, nil)
+		err := p.publish(req)
+		wantCode(t, err, codes.InvalidArgument)
+		if msg := status.Convert(err).Message(); !strings.Contains(msg, "sources") {
+			t.Errorf("%v: %q does not name the attribute", tc.attrs, msg)
+		}
+		wantAbsent(t, target)
+	}
+	if n := len(p.mk.made()); n != 1 {
+		t.Errorf("%d volumes made, want only the first", n)
+	}
 }
 
 // Real mounts: two Secrets in one volume; a conflict, a missing source

@@ -136,9 +136,7 @@ func parseSecretSource(v json.RawMessage) (*SecretSource, error) {
 		case "items":
 			s.Items, err = parseItems(string(r[f]))
 		case "optional":
-			if json.Unmarshal(r[f], &s.Optional) != nil {
-				err = errors.New("must be true or false")
-			}
+			s.Optional, err = decodeBool(r[f])
 		default:
 			err = errors.New("unknown field (want name, items, optional)")
 		}
@@ -150,6 +148,22 @@ func parseSecretSource(v json.RawMessage) (*SecretSource, error) {
 		return nil, errors.New(".name: required")
 	}
 	return s, nil
+}
+
+// decodeBool reads true or false, also as the strings "true" and "false"
+// (the words the attribute optional takes).
+func decodeBool(v json.RawMessage) (bool, error) {
+	var b bool
+	if json.Unmarshal(v, &b) == nil {
+		return b, nil
+	}
+	switch string(v) {
+	case `"true"`:
+		return true, nil
+	case `"false"`:
+		return false, nil
+	}
+	return false, errors.New("must be true or false")
 }
 
 // parseClassSource reads {name} of a secretProviderClass source.
