@@ -89,7 +89,7 @@ func mountSources(ctx context.Context, c *cache.Cache, v *Volume) (*Volume, erro
 	states := s.subscribe(ctx, c, v.cfg.Identity)
 	for i, p := range s.parts {
 		var err error
-		if p.sub == nil {
+		if p.src.Fed != "" {
 			p.files = p.src.Files
 			if p.files == nil {
 				err = fmt.Errorf("%s: no files", p.src.Name())

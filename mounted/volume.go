@@ -47,24 +47,27 @@ type Config struct {
 
 // Volume is one mounted, live volume.
 type Volume struct {
-	cfg  Config
-	dir  string
-	fs   *fusefs.FS
-	sub  *cache.Subscription // nil for a volume fed by Set
-	srcs *sources            // a volume of several sources (Config.Sources)
+	cfg Config
+	dir string
+	fs  *fusefs.FS
+	sub *cache.Subscription // nil for a volume fed by Set
 
 	mu   sync.Mutex // orders switches
 	last *secret.Secret
 
 	journal *keeper.Journal // with a keeper: the mount's record
 	taken   *wire.Ledger    // between Restore and Follow: the keeper's ledger
+
+	srcs *sources // a volume of several sources (Config.Sources); nil otherwise
 }
 
 // Mount reads the Secret through c, checks it projects, mounts it at dir
 // and follows its changes. Errors: *projection.NotFoundError for a missing
 // Secret or key (not optional), *secret.InvalidError for an invalid Secret,
 // ErrUnavailable (wrapped) when the source cannot be read, and the
-// backend's own (e.g. backend.ErrForbidden).
+// backend's own (e.g. backend.ErrForbidden). With cfg.Sources it mounts a
+// volume of several sources (mountSources), which may also fail with a
+// *projection.ConflictError.
 func Mount(ctx context.Context, c *cache.Cache, dir string, cfg Config) (*Volume, error) {
 	v := newVolume(dir, cfg)
 	if v.srcs != nil {
