@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/secretfs/secretfs/backend/file"
 	"github.com/secretfs/secretfs/cache"
@@ -136,10 +137,12 @@ func TestSourcesSwitch(t *testing.T) {
 		}
 	}()
 	before := e.switches()
+	t0 := time.Now()
 	e.write(t, map[string][]string{"db": {"password=pw3"}, "tls": {"tls.crt=crt3", "tls.key=key3"}})
 	eventually(t, "both changes", func() bool {
 		return content(dir, "password") == "pw3" && content(dir, "tls.crt") == "crt3" && content(dir, "tls.key") == "key3"
 	})
+	t.Logf("both changes visible %v after the write (the window is %v)", time.Since(t0).Round(time.Millisecond), mounted.DefaultWindow)
 	close(stop)
 	wg.Wait()
 	if n := e.switches() - before; n != 1 {
