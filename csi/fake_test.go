@@ -197,6 +197,8 @@ type fakeMaker struct {
 	// fail, if set, is what the next Mount, MountStatic or MountPayload
 	// returns (once).
 	fail error
+	// quiesced counts Quiesce calls (the real one is process-wide).
+	quiesced int
 }
 
 // fakeVolume is one volume made: what it was made with and what the
@@ -266,6 +268,12 @@ func (mk *fakeMaker) MountPayload(dir string, cfg mounted.Config, p *projection.
 }
 
 // made lists the volumes made so far.
+func (mk *fakeMaker) Quiesce() {
+	mk.mu.Lock()
+	defer mk.mu.Unlock()
+	mk.quiesced++
+}
+
 func (mk *fakeMaker) made() []*fakeVolume {
 	mk.mu.Lock()
 	defer mk.mu.Unlock()

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/secretfs/secretfs/backend"
-	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/mounted"
 )
@@ -193,8 +192,8 @@ func (d *Driver) Serves(target string) bool { return d.mounts.get(target) != nil
 //     that is stopping itself (keeper.Link.Stop, which also tells the
 //     keeper that this server no longer counts as a holder);
 //  3. stop writing notices from this process and wait for those under
-//     way, while the mounts are still served (fusefs.Quiesce: the exit
-//     hazard in fusefs.Notice);
+//     way, while the mounts are still served (VolumeMaker.Quiesce:
+//     the exit hazard in fusefs.Notice);
 //  4. stop serving each mount once it has answered every request it read
 //     (mounted.Volume.Handover), which matters on kernels without
 //     FUSE_NOTIFY_RESEND.
@@ -210,7 +209,7 @@ func (d *Driver) HandOver(ctx context.Context) {
 	} else if !d.cfg.Keeper.Stop(ctx) {
 		d.log.Error("stopping with mounts no keeper holds: they end with this process", "unprotected", d.cfg.Keeper.Unprotected())
 	}
-	fusefs.Quiesce()
+	d.volumes.Quiesce()
 	var wg sync.WaitGroup
 	for target, mt := range all {
 		wg.Add(1)
