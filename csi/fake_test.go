@@ -216,6 +216,7 @@ type fakeVolume struct {
 	payloads     []*projection.Payload // MountPayload's, then each SetPayload
 	metas        [][]byte
 	refreshes    int
+	reports      []error // Report's calls
 	resubscribed []backend.Identity
 	unmounts     int
 	abandoned    bool
@@ -295,6 +296,12 @@ func (v *fakeVolume) SetPayload(p *projection.Payload) error {
 	defer v.mu.Unlock()
 	v.payloads = append(v.payloads, p)
 	return nil
+}
+
+func (v *fakeVolume) Report(err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.reports = append(v.reports, err)
 }
 
 func (v *fakeVolume) SetMeta(meta []byte) {

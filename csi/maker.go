@@ -35,6 +35,9 @@ type Volume interface {
 	SetPayload(p *projection.Payload) error
 	SetMeta(meta []byte)
 	Refresh(ctx context.Context) error
+	// Report tells the volume's Reporter how a refresh made outside the
+	// volume went (a provider's call, a republish's `secrets`).
+	Report(err error)
 	Resubscribe(ctx context.Context, c *cache.Cache, id backend.Identity, meta []byte) error
 	// Unmount detaches the mount (lazily when busy).
 	Unmount() error
