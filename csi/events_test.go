@@ -13,10 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/secretfs/secretfs/backend/kube"
-	"github.com/secretfs/secretfs/cache"
 	"github.com/secretfs/secretfs/events"
-	"github.com/secretfs/secretfs/sanity/cluster"
 )
 
 // TestRefreshFailureEventsOnPod: the kube source, over gRPC as kubelet
@@ -28,25 +25,16 @@ import (
 // Secret without pod info (a PV) records nothing.
 func TestRefreshFailureEventsOnPod(t *testing.T) {
 	requireFUSE(t)
-	c := cluster.Start(t)
 	ctx := context.Background()
-	api := c.Client()
 	const ns = "app"
-	_, err := api.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	must(t, err)
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db"}, StringData: map[string]string{"password": "first-value"}}
-	_, err = api.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{})
-	must(t, err)
-	b, err := kube.New(c.RestConfig(), kube.Options{})
-	must(t, err)
-	kc := cache.New(b, cache.Options{})
-	t.Cleanup(kc.Close)
+	_, api, kc := kubeSource(t, ns, secret)
 	rec := events.New(api, events.Options{Node: "node-1"})
 	t.Cleanup(rec.Shutdown)
 	p := startPlugin(t, func(cfg *Config, _ *ServerOptions) { cfg.Cache, cfg.PodTokens, cfg.Events = kc, true, rec })
 
 	no := false
-	_, err = api.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}, AutomountServiceAccountToken: &no}, metav1.CreateOptions{})
+	_, err := api.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}, AutomountServiceAccountToken: &no}, metav1.CreateOptions{})
 	must(t, err)
 	po, err := api.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web"},
 		Spec: corev1.PodSpec{AutomountServiceAccountToken: &no, Containers: []corev1.Container{{Name: "app", Image: "busybox"}}}},

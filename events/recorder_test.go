@@ -23,11 +23,7 @@ import (
 // account, once the authorizer lets it create and patch events.
 func pluginClient(t *testing.T, c *cluster.Cluster) kubernetes.Interface {
 	t.Helper()
-	ctx := context.Background()
-	ns, sa, err := c.ApplyRBAC(ctx, "../deploy/rbac.yaml")
-	must(t, err)
-	must(t, c.WaitAllowed(ctx, ns, sa, authorizationv1.ResourceAttributes{Namespace: "app", Resource: "events"}, "create", "patch"))
-	tok, err := c.TokenFor(ctx, ns, sa)
+	tok, err := c.ApplyRBAC(context.Background(), "../deploy/rbac.yaml", authorizationv1.ResourceAttributes{Namespace: "app", Resource: "events"}, "create", "patch")
 	must(t, err)
 	client, err := c.ClientFor(tok)
 	must(t, err)

@@ -43,7 +43,10 @@ func TestCSIEventsKube(t *testing.T) {
 	api := c.Client()
 	work := t.TempDir()
 	kubeconfig := filepath.Join(work, "kubeconfig")
-	must(t, c.WriteKubeconfig(kubeconfig, pluginToken(t, c)))
+	// The plugin's identity as the chart makes it.
+	tok, err := c.ApplyRBAC(ctx, "../../deploy/rbac.yaml", authorizationv1.ResourceAttributes{Namespace: "app", Resource: "events"}, "create", "patch")
+	must(t, err)
+	must(t, c.WriteKubeconfig(kubeconfig, tok))
 	po, tokens := appPod(t, c, api)
 
 	root, sock := filepath.Join(work, "kubelet"), filepath.Join(work, "csi.sock")
@@ -102,19 +105,6 @@ func TestCSIEventsKube(t *testing.T) {
 	if n.Reason != "SecretRefreshRecovered" || n.Message != "volume creds: follows Secret app/db again" {
 		t.Errorf("Normal event %s %q", n.Reason, n.Message)
 	}
-}
-
-// pluginToken applies the chart's RBAC and returns a token of the
-// plugin's service account, once it may write events.
-func pluginToken(t *testing.T, c *cluster.Cluster) string {
-	t.Helper()
-	ctx := context.Background()
-	ns, sa, err := c.ApplyRBAC(ctx, "../../deploy/rbac.yaml")
-	must(t, err)
-	must(t, c.WaitAllowed(ctx, ns, sa, authorizationv1.ResourceAttributes{Namespace: "app", Resource: "events"}, "create", "patch"))
-	tok, err := c.TokenFor(ctx, ns, sa)
-	must(t, err)
-	return tok
 }
 
 // appPod makes namespace app with Secret db, a service account web that

@@ -16,53 +16,59 @@ import (
 
 // ApplyRBAC creates the objects of a rendered RBAC manifest such as
 // deploy/rbac.yaml (Namespace, ServiceAccount, ClusterRole and
-// ClusterRoleBinding documents; other kinds are an error) and returns the
-// service account it defines, so a test runs the plugin with the
+// ClusterRoleBinding documents; other kinds are an error), waits until
+// its service account may do each of verbs on what attrs names, and
+// returns a token of that account: a test runs the plugin with the
 // identity the chart gives it.
-func (c *Cluster) ApplyRBAC(ctx context.Context, path string) (namespace, serviceAccount string, err error) {
+func (c *Cluster) ApplyRBAC(ctx context.Context, path string, attrs authorizationv1.ResourceAttributes, verbs ...string) (token string, err error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
 	api := c.Client()
+	opts := metav1.CreateOptions{}
+	var sa *corev1.ServiceAccount
 	for i, doc := range strings.Split(string(raw), "\n---\n") {
 		var meta metav1.TypeMeta
 		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-			return "", "", fmt.Errorf("%s: document %d: %w", path, i+1, err)
+			return "", fmt.Errorf("%s: document %d: %w", path, i+1, err)
 		}
 		switch meta.Kind {
 		case "Namespace":
-			var o corev1.Namespace
-			if err = yaml.Unmarshal([]byte(doc), &o); err == nil {
-				_, err = api.CoreV1().Namespaces().Create(ctx, &o, metav1.CreateOptions{})
-			}
+			err = create(doc, func(o *corev1.Namespace) error { _, err := api.CoreV1().Namespaces().Create(ctx, o, opts); return err })
 		case "ServiceAccount":
-			var o corev1.ServiceAccount
-			if err = yaml.Unmarshal([]byte(doc), &o); err == nil {
-				namespace, serviceAccount = o.Namespace, o.Name
-				_, err = api.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
-			}
+			err = create(doc, func(o *corev1.ServiceAccount) error {
+				sa = o
+				_, err := api.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, o, opts)
+				return err
+			})
 		case "ClusterRole":
-			var o rbacv1.ClusterRole
-			if err = yaml.Unmarshal([]byte(doc), &o); err == nil {
-				_, err = api.RbacV1().ClusterRoles().Create(ctx, &o, metav1.CreateOptions{})
-			}
+			err = create(doc, func(o *rbacv1.ClusterRole) error { _, err := api.RbacV1().ClusterRoles().Create(ctx, o, opts); return err })
 		case "ClusterRoleBinding":
-			var o rbacv1.ClusterRoleBinding
-			if err = yaml.Unmarshal([]byte(doc), &o); err == nil {
-				_, err = api.RbacV1().ClusterRoleBindings().Create(ctx, &o, metav1.CreateOptions{})
-			}
+			err = create(doc, func(o *rbacv1.ClusterRoleBinding) error { _, err := api.RbacV1().ClusterRoleBindings().Create(ctx, o, opts); return err })
 		default:
 			err = fmt.Errorf("kind %q is not applied here", meta.Kind)
 		}
 		if err != nil {
-			return "", "", fmt.Errorf("%s: document %d (%s): %w", path, i+1, meta.Kind, err)
+			return "", fmt.Errorf("%s: document %d (%s): %w", path, i+1, meta.Kind, err)
 		}
 	}
-	if serviceAccount == "" {
-		return "", "", fmt.Errorf("%s: no ServiceAccount", path)
+	if sa == nil {
+		return "", fmt.Errorf("%s: no ServiceAccount", path)
 	}
-	return namespace, serviceAccount, nil
+	if err := c.WaitAllowed(ctx, sa.Namespace, sa.Name, attrs, verbs...); err != nil {
+		return "", err
+	}
+	return c.TokenFor(ctx, sa.Namespace, sa.Name)
+}
+
+// create decodes one YAML document into a T and creates it.
+func create[T any](doc string, fn func(*T) error) error {
+	var o T
+	if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+		return err
+	}
+	return fn(&o)
 }
 
 // WaitAllowed waits until namespace/serviceAccount may do each of verbs
