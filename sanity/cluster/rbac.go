@@ -43,9 +43,15 @@ func (c *Cluster) ApplyRBAC(ctx context.Context, path string, attrs authorizatio
 				return err
 			})
 		case "ClusterRole":
-			err = create(doc, func(o *rbacv1.ClusterRole) error { _, err := api.RbacV1().ClusterRoles().Create(ctx, o, opts); return err })
+			err = create(doc, func(o *rbacv1.ClusterRole) error {
+				_, err := api.RbacV1().ClusterRoles().Create(ctx, o, opts)
+				return err
+			})
 		case "ClusterRoleBinding":
-			err = create(doc, func(o *rbacv1.ClusterRoleBinding) error { _, err := api.RbacV1().ClusterRoleBindings().Create(ctx, o, opts); return err })
+			err = create(doc, func(o *rbacv1.ClusterRoleBinding) error {
+				_, err := api.RbacV1().ClusterRoleBindings().Create(ctx, o, opts)
+				return err
+			})
 		default:
 			err = fmt.Errorf("kind %q is not applied here", meta.Kind)
 		}
