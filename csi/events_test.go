@@ -9,11 +9,14 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/secretfs/secretfs/events"
+	"github.com/secretfs/secretfs/sanity/cluster"
 )
 
 // TestRefreshFailureEventsOnPod: the kube source, over gRPC as kubelet
@@ -33,13 +36,7 @@ func TestRefreshFailureEventsOnPod(t *testing.T) {
 	t.Cleanup(rec.Shutdown)
 	p := startPlugin(t, func(cfg *Config, _ *ServerOptions) { cfg.Cache, cfg.PodTokens, cfg.Events = kc, true, rec })
 
-	no := false
-	_, err := api.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}, AutomountServiceAccountToken: &no}, metav1.CreateOptions{})
-	must(t, err)
-	po, err := api.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: corev1.PodSpec{AutomountServiceAccountToken: &no, Containers: []corev1.Container{{Name: "app", Image: "busybox"}}}},
-		metav1.CreateOptions{})
-	must(t, err)
+	po := createPod(t, api, ns, "web")
 	req, target := p.inline(pod{ns: ns, name: "web", uid: string(po.UID)}, "creds", map[string]string{"secretName": "db"}, nil)
 	p.mustPublish(req)
 	pv := persistentReq(p, "pv-db", map[string]string{"secretName": "db", "secretNamespace": ns, ephemeralKey: "false"})
@@ -73,7 +70,7 @@ func TestRefreshFailureEventsOnPod(t *testing.T) {
 	}
 
 	secret.StringData["password"] = "second-value"
-	_, err = api.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{})
+	_, err := api.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{})
 	must(t, err)
 	waitFor(t, "the new version", func() bool { return files(t, target)["password"] == "second-value" })
 	evs = waitPodEvents(t, api, po, "the Normal event", func(evs []corev1.Event) bool {
@@ -87,6 +84,9 @@ func TestRefreshFailureEventsOnPod(t *testing.T) {
 	all, err := api.CoreV1().Events("").List(ctx, metav1.ListOptions{})
 	must(t, err)
 	for _, e := range all.Items {
+		if e.Source.Component != events.Component {
+			continue // the API server's own
+		}
 		if e.InvolvedObject.UID != po.UID {
 			t.Errorf("event about %s %s/%s: only the Pod with pod info has events", e.InvolvedObject.Kind, e.InvolvedObject.Namespace, e.InvolvedObject.Name)
 		}
@@ -97,6 +97,73 @@ func TestRefreshFailureEventsOnPod(t *testing.T) {
 	if len(evs) != 2 {
 		t.Errorf("%d events on the Pod, want the Warning and the Normal one: %+v", len(evs), evs)
 	}
+}
+
+// TestProviderAndFileEventsOnPod: a plugin with a file source and a kube
+// client (in a cluster: its in-cluster identity) reports on the Pod too.
+// A provider volume whose republish fails gets a Warning naming the class
+// and the provider's gRPC code, never the provider's own text; the next
+// good reply, though equal, a Normal event. A Secret of the file source
+// whose manifest goes: a Warning naming it.
+func TestProviderAndFileEventsOnPod(t *testing.T) {
+	requireFUSE(t)
+	c := cluster.Start(t)
+	api := c.Client()
+	_, err := api.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}, metav1.CreateOptions{})
+	must(t, err)
+	po := createPod(t, api, "team-a", "web")
+	rec := events.New(api, events.Options{Node: "node-1"})
+	t.Cleanup(rec.Shutdown)
+	p := startProviderPluginOn(t, func(t *testing.T, opts ...pluginOpt) *plugin {
+		return startPlugin(t, append(opts, func(cfg *Config, _ *ServerOptions) { cfg.Events = rec })...)
+	})
+	web := pod{ns: "team-a", name: "web", uid: string(po.UID)}
+	req, _ := p.inline(web, "vault", map[string]string{"secretProviderClass": "db", "changeDetection": "Get"}, nil)
+	p.mustPublish(req)
+	p.writeSecret("team-a", "tls", map[string]string{"tls.key": "key-value"})
+	fileReq, _ := p.inline(web, "tls", map[string]string{"secretName": "tls"}, nil)
+	p.mustPublish(fileReq)
+
+	p.srv.SetError(status.Error(codes.Unavailable, "vault sealed, token s3cret"))
+	p.mustPublish(req) // a republish keeps the last good files and answers OK
+	has := func(typ, msg string) func([]corev1.Event) bool {
+		return func(evs []corev1.Event) bool {
+			for _, e := range evs {
+				if e.Type == typ && e.Message == msg {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	waitPodEvents(t, api, po, "the provider's Warning", has(corev1.EventTypeWarning,
+		"volume vault: SecretProviderClass team-a/db: the refresh failed with code Unavailable; the volume keeps its last good version"))
+	p.srv.SetFiles(map[string]string{"db-password": "s3cret"}, "v1")
+	p.mustPublish(req)
+	waitPodEvents(t, api, po, "the provider's recovery", has(corev1.EventTypeNormal, "volume vault: follows SecretProviderClass team-a/db again"))
+
+	must(t, os.Remove(filepath.Join(p.src, "team-a-tls.yaml")))
+	evs := waitPodEvents(t, api, po, "the file Secret's Warning", has(corev1.EventTypeWarning,
+		"volume tls: Secret team-a/tls was deleted (or is missing); the volume keeps its last good version"))
+	for _, e := range evs {
+		if strings.Contains(e.Message, "s3cret") || strings.Contains(e.Message, "sealed") || strings.Contains(e.Message, "key-value") {
+			t.Errorf("event %q carries the provider's text or a value", e.Message)
+		}
+	}
+}
+
+// createPod creates Pod ns/name (nothing runs it) for events to be about.
+func createPod(t *testing.T, api kubernetes.Interface, ns, name string) *corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	no := false
+	_, err := api.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}, AutomountServiceAccountToken: &no}, metav1.CreateOptions{})
+	must(t, err)
+	po, err := api.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{AutomountServiceAccountToken: &no, Containers: []corev1.Container{{Name: "app", Image: "busybox"}}}},
+		metav1.CreateOptions{})
+	must(t, err)
+	return po
 }
 
 // persistentReq is a publish of a PersistentVolume (no pod info: the
