@@ -79,10 +79,12 @@ type Pod struct{ Namespace, Name, UID string }
 // Volume returns the reporter of one mounted volume of pod: name is the
 // volume as the Pod names it (or another name of it, such as its id),
 // subject what it shows ("Secret NS/NAME", "SecretProviderClass
-// NS/NAME"). It is nil when r is nil or the pod info is incomplete: such
-// a volume records nothing.
+// NS/NAME"). It is nil when r is nil or the pod info lacks the Pod's
+// namespace or name: such a volume records nothing. The uid, which
+// kubelet always sends, binds the events to this very Pod (kubectl
+// describe selects by it); without it they name the Pod only.
 func (r *Recorder) Volume(pod Pod, name, subject string) *Volume {
-	if r == nil || pod.Namespace == "" || pod.Name == "" || pod.UID == "" {
+	if r == nil || pod.Namespace == "" || pod.Name == "" {
 		return nil
 	}
 	ref := &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: pod.Namespace, Name: pod.Name, UID: types.UID(pod.UID)}

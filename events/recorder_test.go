@@ -89,8 +89,10 @@ func TestFailuresAggregatedRecoveryOnce(t *testing.T) {
 	r := New(pluginClient(t, c), Options{Node: "node-1"})
 	t.Cleanup(r.Shutdown)
 	pod := newPod(t, api, "web")
-	if v := r.Volume(Pod{Namespace: "app", Name: "web"}, "creds", "Secret app/db"); v != nil {
-		t.Fatal("a volume without the pod's uid got a reporter")
+	for _, p := range []Pod{{Namespace: "app", UID: pod.UID}, {Name: "web", UID: pod.UID}, {}} {
+		if v := r.Volume(p, "creds", "Secret app/db"); v != nil {
+			t.Fatalf("a volume with pod info %+v got a reporter", p)
+		}
 	}
 	creds := r.Volume(pod, "creds", "Secret app/db")
 	other := r.Volume(pod, "tls", "Secret app/tls")
