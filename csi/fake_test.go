@@ -219,6 +219,7 @@ type fakeVolume struct {
 	parts        []fakePart            // SetPart calls
 	metas        [][]byte
 	refreshes    int
+	reports      []error // Report's calls
 	resubscribed []backend.Identity
 	unmounts     int
 	abandoned    bool
@@ -317,6 +318,14 @@ func (v *fakeVolume) SetPart(i int, p *projection.Payload) error {
 type fakePart struct {
 	i int
 	p *projection.Payload
+}
+
+func (v *fakeVolume) ReportPart(_ int, err error) { v.Report(err) }
+
+func (v *fakeVolume) Report(err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.reports = append(v.reports, err)
 }
 
 func (v *fakeVolume) SetMeta(meta []byte) {

@@ -42,8 +42,14 @@ type Volume interface {
 	// SetPart replaces the files of source i of a volume of several
 	// sources (a secretProviderClass source).
 	SetPart(i int, p *projection.Payload) error
+	// ReportPart tells how a provider call of source i went (a good
+	// one may leave the files as they were, so no SetPart).
+	ReportPart(i int, err error)
 	SetMeta(meta []byte)
 	Refresh(ctx context.Context) error
+	// Report tells the volume's Reporter how a refresh made outside the
+	// volume went (a provider's call, a republish's `secrets`).
+	Report(err error)
 	Resubscribe(ctx context.Context, c *cache.Cache, id backend.Identity, meta []byte) error
 	// Unmount detaches the mount (lazily when busy).
 	Unmount() error

@@ -49,6 +49,16 @@ func (c *classSources) set(i int, files *projection.Payload) error {
 	return c.vol.SetPart(i, files)
 }
 
+// report tells the volume how a provider call of source i went; before
+// the mount there is nothing to tell (a failed first call refuses it).
+func (c *classSources) report(i int, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.vol != nil {
+		c.vol.ReportPart(i, err)
+	}
+}
+
 // attach passes the files to vol from now on, and those given since the
 // mount took them (a switch only if they differ).
 func (c *classSources) attach(vol Volume) {
@@ -186,7 +196,8 @@ func (d *Driver) joinClasses(ctx context.Context, r publishRequest, mt *mount) e
 				if err := c.set(i, f.Payload(fsGroup)); err != nil {
 					d.log.Warn("provider source keeps its last good files", "volume", r.volumeID, "target", r.target, "err", err)
 				}
-			})
+			},
+			func(err error) { c.report(i, err) })
 		if err != nil {
 			return err
 		}

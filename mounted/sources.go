@@ -64,6 +64,9 @@ type part struct {
 	pending *cache.State        // heard, not yet applied
 	fed     *projection.Payload // supplied with SetPart, not yet applied
 	changed time.Time           // when the cache saw the pending content
+	// failed is why the part last failed to refresh, until it refreshes
+	// again: what Config.Report hears after each flush.
+	failed error
 }
 
 func newSources(v *Volume, srcs []Source, window time.Duration) *sources {
@@ -174,6 +177,21 @@ func (v *Volume) SetPart(i int, files *projection.Payload) error {
 	return nil
 }
 
+// ReportPart tells how the owner's refresh of fed source i went (err
+// nil: it succeeded, even with files unchanged, so no SetPart): the part
+// counts as failing until then, and Config.Report hears how the whole
+// volume follows.
+func (v *Volume) ReportPart(i int, err error) {
+	if v.srcs == nil || i < 0 || i >= len(v.srcs.parts) {
+		return
+	}
+	v.mu.Lock()
+	v.srcs.parts[i].failed = err
+	failing := v.srcs.failing(nil)
+	v.mu.Unlock()
+	v.report(failing)
+}
+
 // arm opens the window unless one is open or the volume is not live yet
 // (goLive applies what was heard meanwhile).
 func (s *sources) arm() {
@@ -205,6 +223,15 @@ func (s *sources) flush() error {
 	if !s.live || s.v.fs == nil {
 		return nil
 	}
+	err, failing := s.switchOnce()
+	s.v.report(failing)
+	return err
+}
+
+// switchOnce is flush's work. It also returns why the volume does not
+// follow every source now (each failing part, or a conflict), which may
+// name a part that failed in an earlier window.
+func (s *sources) switchOnce() (err, failing error) {
 	var errs []error
 	var changed time.Time
 	for _, p := range s.parts {
@@ -218,24 +245,33 @@ func (s *sources) flush() error {
 	}
 	for _, p := range s.parts {
 		if p.files == nil {
-			return errors.Join(errs...) // taken over, a source not heard yet: show what was shown
+			return errors.Join(errs...), s.failing(nil) // taken over, a source not heard yet: show what was shown
 		}
 	}
 	merged, err := s.merge()
 	if err != nil {
 		s.v.keepsLast("sources", err)
-		return errors.Join(append(errs, err)...)
+		return errors.Join(append(errs, err)...), s.failing(err)
 	}
 	if s.v.fs.Shows(merged) {
-		return errors.Join(errs...)
+		return errors.Join(errs...), s.failing(nil)
 	}
 	if err := s.v.fs.Update(merged); err != nil {
-		return errors.Join(append(errs, err)...)
+		return errors.Join(append(errs, err)...), s.failing(err)
 	}
 	if !changed.IsZero() {
 		metrics.UpdateSeconds.Observe(time.Since(changed).Seconds())
 	}
 	s.v.cfg.Logger.Info("volume updated", "mount", s.v.dir, "sources", len(s.parts), "files", len(merged.Files), "bytes", merged.Size())
+	return errors.Join(errs...), s.failing(nil)
+}
+
+// failing joins why parts fail now with err (the merge's or the switch's).
+func (s *sources) failing(err error) error {
+	errs := []error{err}
+	for _, p := range s.parts {
+		errs = append(errs, p.failed)
+	}
 	return errors.Join(errs...)
 }
 
@@ -245,7 +281,7 @@ func (s *sources) flush() error {
 // non-optional one.
 func (p *part) take() error {
 	if p.fed != nil {
-		p.files, p.fed = p.fed, nil
+		p.files, p.fed, p.failed = p.fed, nil, nil
 		return nil
 	}
 	if p.pending == nil {
@@ -255,12 +291,14 @@ func (p *part) take() error {
 	p.pending = nil
 	switch {
 	case st.Secret == nil && !st.Missing:
-		return nil // an error with nothing new: keep serving
+		p.failed = st.Err // an error with nothing new: keep serving (the cache logged it)
+		return nil
 	case st.Secret != nil && p.last != nil && p.files != nil && st.Secret.SameContent(p.last):
+		p.failed = nil
 		return nil
 	}
 	files, err := projection.Project(&p.src.Spec, st.Secret)
-	if err != nil {
+	if p.failed = err; err != nil {
 		return err
 	}
 	p.files, p.last, p.changed = files, st.Secret, st.Changed

@@ -29,6 +29,7 @@ type srcEnv struct {
 	dir   string
 	cache *cache.Cache
 	log   *syncbuf.Buffer
+	rep   reports // what every volume of the env reports
 }
 
 func newSrcEnv(t *testing.T) *srcEnv {
@@ -70,7 +71,7 @@ func (e *srcEnv) mount(t *testing.T, srcs ...mounted.Source) (*mounted.Volume, s
 	dir := filepath.Join(t.TempDir(), "m")
 	os.Mkdir(dir, 0o755)
 	log := slog.New(slog.NewTextHandler(e.log, nil))
-	v, err := mounted.Mount(context.Background(), e.cache, dir, mounted.Config{Sources: srcs, Logger: log})
+	v, err := mounted.Mount(context.Background(), e.cache, dir, mounted.Config{Sources: srcs, Logger: log, Report: &e.rep})
 	if err == nil {
 		t.Cleanup(func() { v.Unmount(); <-v.Done() })
 	}
@@ -184,9 +185,13 @@ func TestSourcesConflict(t *testing.T) {
 	if strings.Contains(e.log.String(), `=3`) {
 		t.Errorf("a value in the log: %s", e.log.String())
 	}
+	if got := e.rep.last(); got != "conflict" {
+		t.Errorf("the conflict reported as %s", got)
+	}
 	// a drops the clash and changes x: the volume follows again.
 	e.write(t, map[string][]string{"a": {"x=4"}, "b": {"x=2"}})
 	eventually(t, "the update after the conflict", func() bool { return content(dir, "x") == "4" })
+	eventually(t, "the recovery reported", func() bool { return e.rep.last() == "followed" })
 }
 
 // A missing non-optional source refuses the mount naming it; a missing
