@@ -157,7 +157,10 @@ func New(b backend.Backend, opts Options) *Cache {
 // re-reads an existing entry, a Cache one does when its ttl expired. ttl
 // is the Cache strategy's TTL (default 1m) and, for Watch on a source
 // that cannot watch, the poll interval (default 1s). onChange runs outside
-// locks, in order, once per content change after the returned State.
+// locks, in order, after the returned State: once per content change,
+// once per new error (State.Err set, the last good Secret kept; not at
+// every retry) and once at the first good read after errors (State.Err
+// nil, maybe the same content), so subscribers can report both.
 //
 // If no token of the entry is accepted (its own included), the State
 // holds only the refusal: never data read before.

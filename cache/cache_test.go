@@ -436,8 +436,20 @@ func TestStaleWhileError(t *testing.T) {
 	eventually(t, "recovery", func() bool { return s.State().Err == nil })
 	write(t, dir, "db.yaml", manifest("db", "v2", false))
 	eventually(t, "v2", func() bool { return rec.last() == "v2" })
-	if n := len(rec.states()); n != 1 {
-		t.Fatalf("%d onChange calls, want 1 (errors are not content changes)", n)
+	// Subscribers hear of the error once (not at each retry), of the
+	// recovery once, and of the change: their volumes report all three.
+	got := rec.states()
+	if len(got) != 3 {
+		t.Fatalf("%d onChange calls, want 3 (the error, the recovery, v2): %+v", len(got), got)
+	}
+	if st := got[0]; st.Err == nil || password(st.Secret) != "v1" {
+		t.Errorf("first onChange %+v: want the error with the last good v1", st)
+	}
+	if st := got[1]; st.Err != nil || password(st.Secret) != "v1" || !st.Changed.Equal(got[0].Changed) {
+		t.Errorf("second onChange %+v: want the recovery, v1, Changed as before", st)
+	}
+	if st := got[2]; st.Err != nil || !st.Changed.After(got[1].Changed) {
+		t.Errorf("third onChange %+v: want v2 with a new Changed", st)
 	}
 }
 

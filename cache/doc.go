@@ -18,8 +18,10 @@
 //     subscribe at once; a Watch entry then follows the Secret (watch.go),
 //     or polls a source that cannot watch (pollLoop);
 //  2. errors keep the last good version and are retried with jittered
-//     backoff shared by the entry (wait.Backoff); an immutable Secret is
-//     not watched once seen;
+//     backoff shared by the entry (wait.Backoff); subscribers hear of each
+//     new error once and of the first good read after errors (tell), so
+//     their volumes can report both; an immutable Secret is not watched
+//     once seen;
 //  3. once no subscriber is left, park starts the idle timer; after
 //     Options.Idle free stops the entry, wipes the bytes it owns and
 //     forgets it; a wave of frees ends with debug.FreeOSMemory.

@@ -36,6 +36,7 @@ type entry struct {
 	immutable bool
 	inflight  *call
 	logged    string // last error logged, to log each error once
+	told      string // last error told to subscribers ("" once a read succeeds)
 	subs      map[*Subscription]struct{}
 	bo        wait.Backoff // retry delays, shared by the watch and polls
 
@@ -166,8 +167,9 @@ func (e *entry) do(c *call) {
 }
 
 // apply records one observation made at time at and queues onChange for
-// every subscriber if the content changed. Errors keep the last good
-// Secret (stale-while-error).
+// every subscriber if the content changed, on a new error, and when a read
+// succeeds after errors (tell). Errors keep the last good Secret
+// (stale-while-error).
 func (e *entry) apply(sec *secret.Secret, missing bool, err error, at time.Time) State {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -190,6 +192,12 @@ func (e *entry) apply(sec *secret.Secret, missing bool, err error, at time.Time)
 			e.c.log.Warn("secret refresh failed; keeping the last good version",
 				"secret", e.String(), "strategy", e.key.fam.String(), "err", msg)
 		}
+		if msg := err.Error(); msg != e.told {
+			// Each new error once, not each retry: subscribers report it
+			// (their volumes keep their last good version).
+			e.told = msg
+			e.tell()
+		}
 		return e.state
 	case missing:
 		changed = !old.Missing
@@ -204,13 +212,24 @@ func (e *entry) apply(sec *secret.Secret, missing bool, err error, at time.Time)
 		e.logged = ""
 		e.c.log.Info("secret readable again", "secret", e.String(), "strategy", e.key.fam.String())
 	}
+	recovered := e.told != ""
+	e.told = ""
 	if changed {
 		e.state.Changed = time.Now()
-		for s := range e.subs {
-			s.enqueue(e.state)
-		}
+	}
+	if changed || recovered {
+		e.tell()
 	}
 	return e.state
+}
+
+// tell queues the entry's state for every subscriber: a content change,
+// a new error, or the first good read after errors (the same content,
+// State.Err nil). Under e.mu.
+func (e *entry) tell() {
+	for s := range e.subs {
+		s.enqueue(e.state)
+	}
 }
 
 // resetBackoff starts the retry delays over: 100ms, 200ms, … up to the

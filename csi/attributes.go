@@ -29,6 +29,8 @@ const (
 	// attrSecretProviderClass selects a Secrets Store provider volume
 	// (provider.go parses those).
 	attrSecretProviderClass = "secretProviderClass"
+	// attrSources lists several sources for one volume (sources.go).
+	attrSources = "sources"
 
 	// podInfoPrefix is kubelet's (podInfoOnMount, tokenRequests); keys
 	// under it are never refused, new kubelets may add some.
@@ -42,7 +44,7 @@ const (
 )
 
 var knownAttrs = []string{attrSecretName, attrItems, attrDefaultMode, attrOptional,
-	attrChangeDetection, attrTTL, attrSecretNamespace, attrBase64Keys, attrSecretProviderClass}
+	attrChangeDetection, attrTTL, attrSecretNamespace, attrBase64Keys, attrSecretProviderClass, attrSources}
 
 // staticSecretName stands in for the Secret's name when the data comes from
 // the request's `secrets`: errors then read `secret "ns/nodePublishSecretRef" …`.
@@ -60,6 +62,9 @@ type Attributes struct {
 	// Provider is set for a secretProviderClass volume: its files come
 	// from a Secrets Store provider, not from a Secret.
 	Provider *ProviderAttrs `json:",omitempty"`
+	// Sources is set for a volume of several sources (sources.go); Spec
+	// then holds what they share: namespace, defaultMode, fsGroup.
+	Sources []SourceAttrs `json:",omitempty"`
 }
 
 // PodInfo is what kubelet tells about the Pod (podInfoOnMount).
@@ -127,6 +132,9 @@ func parseAttributes(vc map[string]string, origin volumeOrigin, mountGroup strin
 		if !slices.Contains(knownAttrs, k) && !strings.HasPrefix(k, podInfoPrefix) {
 			return nil, fmt.Errorf("volume attribute %s is unknown (known: %s, and keys under %s)", shortKey(k), strings.Join(knownAttrs, ", "), podInfoPrefix)
 		}
+	}
+	if _, ok := vc[attrSources]; ok {
+		return parseSourcesAttributes(vc, origin, mountGroup)
 	}
 	if _, ok := vc[attrSecretProviderClass]; ok {
 		return parseProviderAttributes(vc, mountGroup)

@@ -297,18 +297,18 @@ func TestAttributeErrorsNameNotValue(t *testing.T) {
 // TestKubeletPodUID: kubelet's inline target is matched by its tail, so
 // a mount root of kubelet's folder or of its pods folder (the DaemonSet's)
 // both work.
-func TestKubeletPodUID(t *testing.T) {
+func TestKubeletTarget(t *testing.T) {
 	for target, want := range map[string]string{
-		"/var/lib/kubelet/pods/u1/volumes/kubernetes.io~csi/foo/mount":  "u1",
-		"/k/pods/u2/volumes/kubernetes.io~csi/foo/mount":                "u2",
+		"/var/lib/kubelet/pods/u1/volumes/kubernetes.io~csi/foo/mount":  "u1 foo",
+		"/k/pods/u2/volumes/kubernetes.io~csi/bar/mount":                "u2 bar",
 		"/var/lib/kubelet/pods/u1/volumes/kubernetes.io~csi/foo":        "",
 		"/var/lib/kubelet/pods/u1/volumes/kubernetes.io~nfs/foo/mount":  "",
 		"/var/lib/kubelet/other/u1/volumes/kubernetes.io~csi/foo/mount": "",
 		"/pods/u1/volumes/kubernetes.io~csi/foo/mount/x":                "",
 	} {
-		got, ok := kubeletPodUID(target)
-		if got != want || ok != (want != "") {
-			t.Errorf("kubeletPodUID(%s) = %q, %v; want %q", target, got, ok, want)
+		uid, vol, ok := kubeletTarget(target)
+		if got := strings.TrimSpace(uid + " " + vol); got != want || ok != (want != "") {
+			t.Errorf("kubeletTarget(%s) = %q, %v; want %q", target, got, ok, want)
 		}
 	}
 }

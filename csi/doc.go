@@ -13,7 +13,10 @@
 // the volume to the Config's VolumeMaker (maker.go; package mounted by
 // default): Mount for a Secret followed through the cache, MountStatic for
 // nodePublishSecretRef data, MountPayload for a Secrets Store provider's
-// files (provider.go). mounts.go keeps the bookkeeping of what this process
+// files (provider.go); a volume of several sources (attribute `sources`,
+// parsed in sources.go) is a Mount with mounted.Config.Sources, whose
+// secretProviderClass sources join their provider entries in
+// sources_mount.go. mounts.go keeps the bookkeeping of what this process
 // serves; a republish refreshes the same volume.
 //
 // The rules ask the kernel only through two small interfaces in Config,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/secretfs/secretfs/backend/provider"
 	"github.com/secretfs/secretfs/cache"
+	"github.com/secretfs/secretfs/events"
 	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/targetpath"
 )
@@ -29,6 +30,10 @@ type Config struct {
 	PodTokens bool
 	// Providers serves secretProviderClass volumes; nil refuses them.
 	Providers *provider.Pool
+	// Events, when set, records each mounted volume's failed refreshes
+	// and recoveries on its Pod (volumes with pod info only); nil: they
+	// are only logged and counted.
+	Events *events.Recorder
 	// Keeper, when set, has every mount held by the keeper so it
 	// outlives this process.
 	Keeper *keeper.Link

@@ -14,7 +14,8 @@ import (
 
 // mountError maps an error of mounted.Mount (or of building a Secret from the
 // request) to its gRPC code: NotFound for a missing Secret or key,
-// FailedPrecondition for an invalid Secret, PermissionDenied for a refused
+// FailedPrecondition for an invalid Secret or two sources giving one
+// path, PermissionDenied for a refused
 // identity, Unavailable when the source cannot be read, else Internal. The messages name objects
 // and keys, never values, so they travel to kubelet's Pod events as is.
 func mountError(err error) error {
@@ -26,11 +27,12 @@ func mountError(err error) error {
 	}
 	var nf *projection.NotFoundError
 	var invalid *secret.InvalidError
+	var conflict *projection.ConflictError
 	code := codes.Internal
 	switch {
 	case errors.As(err, &nf):
 		code = codes.NotFound
-	case errors.As(err, &invalid):
+	case errors.As(err, &invalid), errors.As(err, &conflict):
 		code = codes.FailedPrecondition
 	case errors.Is(err, backend.ErrForbidden):
 		code = codes.PermissionDenied

@@ -197,6 +197,8 @@ type fakeMaker struct {
 	// fail, if set, is what the next Mount, MountStatic or MountPayload
 	// returns (once).
 	fail error
+	// quiesced counts Quiesce calls (the real one is process-wide).
+	quiesced int
 }
 
 // fakeVolume is one volume made: what it was made with and what the
@@ -214,8 +216,10 @@ type fakeVolume struct {
 	mu           sync.Mutex
 	secrets      []*secret.Secret      // MountStatic's, then each Set
 	payloads     []*projection.Payload // MountPayload's, then each SetPayload
+	parts        []fakePart            // SetPart calls
 	metas        [][]byte
 	refreshes    int
+	reports      []error // Report's calls
 	resubscribed []backend.Identity
 	unmounts     int
 	abandoned    bool
@@ -265,6 +269,12 @@ func (mk *fakeMaker) MountPayload(dir string, cfg mounted.Config, p *projection.
 }
 
 // made lists the volumes made so far.
+func (mk *fakeMaker) Quiesce() {
+	mk.mu.Lock()
+	defer mk.mu.Unlock()
+	mk.quiesced++
+}
+
 func (mk *fakeMaker) made() []*fakeVolume {
 	mk.mu.Lock()
 	defer mk.mu.Unlock()
@@ -295,6 +305,27 @@ func (v *fakeVolume) SetPayload(p *projection.Payload) error {
 	defer v.mu.Unlock()
 	v.payloads = append(v.payloads, p)
 	return nil
+}
+
+func (v *fakeVolume) SetPart(i int, p *projection.Payload) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.parts = append(v.parts, fakePart{i, p})
+	return nil
+}
+
+// fakePart is a SetPart call.
+type fakePart struct {
+	i int
+	p *projection.Payload
+}
+
+func (v *fakeVolume) ReportPart(_ int, err error) { v.Report(err) }
+
+func (v *fakeVolume) Report(err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.reports = append(v.reports, err)
 }
 
 func (v *fakeVolume) SetMeta(meta []byte) {

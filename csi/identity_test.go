@@ -29,22 +29,11 @@ import (
 // PermissionDenied naming the Secret and the account, and no files.
 func TestPodTokensShareByServiceAccount(t *testing.T) {
 	requireFUSE(t)
-	c := cluster.Start(t)
 	ctx := context.Background()
-	api := c.Client()
 	const ns = "app"
-	if _, err := api.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db"}, StringData: map[string]string{"password": "v1"}}
-	if _, err := api.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	c, api, kc := kubeSource(t, ns, secret)
 	grantRead(t, api, ns, "web", "db")
-	b, err := kube.New(c.RestConfig(), kube.Options{})
-	must(t, err)
-	kc := cache.New(b, cache.Options{})
-	t.Cleanup(kc.Close)
 	p := startPlugin(t, func(cfg *Config, _ *ServerOptions) { cfg.Cache, cfg.PodTokens = kc, true })
 
 	attrs := map[string]string{"secretName": "db"}
@@ -64,7 +53,7 @@ func TestPodTokensShareByServiceAccount(t *testing.T) {
 	p.mustPublish(first.req)
 
 	denied := newPodReq(t, p, api, ns, "nobody", "n-0", attrs)
-	err = p.publish(denied.req)
+	err := p.publish(denied.req)
 	wantCode(t, err, codes.PermissionDenied)
 	if msg := status.Convert(err).Message(); !strings.Contains(msg, ns+"/db") || !strings.Contains(msg, "service account "+ns+"/nobody") {
 		t.Errorf("PermissionDenied %q: want the Secret and the service account named", msg)
@@ -85,6 +74,25 @@ func TestPodTokensShareByServiceAccount(t *testing.T) {
 	if watches != 1 {
 		t.Errorf("5 Pods of one service account and a rotation: %d watches, want 1", watches)
 	}
+}
+
+// kubeSource starts a control plane with namespace ns holding secret and
+// returns it with a cache over the kube source (an admin's identity: the
+// plugin's own; volumes with pod tokens read with theirs).
+func kubeSource(t *testing.T, ns string, secret *corev1.Secret) (*cluster.Cluster, kubernetes.Interface, *cache.Cache) {
+	t.Helper()
+	c := cluster.Start(t)
+	ctx := context.Background()
+	api := c.Client()
+	_, err := api.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	must(t, err)
+	_, err = api.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{})
+	must(t, err)
+	b, err := kube.New(c.RestConfig(), kube.Options{})
+	must(t, err)
+	kc := cache.New(b, cache.Options{})
+	t.Cleanup(kc.Close)
+	return c, api, kc
 }
 
 // podReq is one Pod's publish request with its bound token.

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/secretfs/secretfs/backend"
-	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/mounted"
 )
@@ -150,6 +149,9 @@ func (d *Driver) restore(e keeper.Entry) (*takenOver, error) {
 	if k.Identity.Own() && k.Token != "" {
 		k.Identity = backend.Identity{Tokens: []backend.Token{{Value: k.Token}}}
 	}
+	if len(k.Attrs.Sources) > 0 {
+		return d.restoreSources(e, k)
+	}
 	mt := &mount{volumeID: k.VolumeID, key: k.Key, static: k.Attrs.Static, id: k.Identity}
 	vol, err := mounted.Restore(e, d.volumeConfig(e.ID, mt, &k.Attrs))
 	if err != nil {
@@ -164,6 +166,10 @@ func (d *Driver) restore(e keeper.Entry) (*takenOver, error) {
 func (d *Driver) follow(ctx context.Context, t *takenOver) {
 	if t.k.Attrs.Provider != nil {
 		d.followProvider(ctx, t)
+		return
+	}
+	if len(t.k.Attrs.Sources) > 0 {
+		d.followSources(ctx, t)
 		return
 	}
 	c := d.cfg.Cache
@@ -186,8 +192,8 @@ func (d *Driver) Serves(target string) bool { return d.mounts.get(target) != nil
 //     that is stopping itself (keeper.Link.Stop, which also tells the
 //     keeper that this server no longer counts as a holder);
 //  3. stop writing notices from this process and wait for those under
-//     way, while the mounts are still served (fusefs.Quiesce: the exit
-//     hazard in fusefs.Notice);
+//     way, while the mounts are still served (VolumeMaker.Quiesce:
+//     the exit hazard in fusefs.Notice);
 //  4. stop serving each mount once it has answered every request it read
 //     (mounted.Volume.Handover), which matters on kernels without
 //     FUSE_NOTIFY_RESEND.
@@ -203,7 +209,7 @@ func (d *Driver) HandOver(ctx context.Context) {
 	} else if !d.cfg.Keeper.Stop(ctx) {
 		d.log.Error("stopping with mounts no keeper holds: they end with this process", "unprotected", d.cfg.Keeper.Unprotected())
 	}
-	fusefs.Quiesce()
+	d.volumes.Quiesce()
 	var wg sync.WaitGroup
 	for target, mt := range all {
 		wg.Add(1)

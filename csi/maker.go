@@ -6,6 +6,7 @@ import (
 
 	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/cache"
+	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/mounted"
 	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/secret"
@@ -24,6 +25,11 @@ type VolumeMaker interface {
 	// MountPayload shows a provider's files, replaced with SetPayload
 	// (mounted.MountPayload).
 	MountPayload(dir string, cfg mounted.Config, p *projection.Payload) (Volume, error)
+	// Quiesce stops every volume of this process from writing FUSE
+	// notices itself, once it is stopping (fusefs.Quiesce). It is
+	// process-wide, so a fake must not call it: a test process that
+	// quiesced would leave later tests' mounts without notices.
+	Quiesce()
 }
 
 // Volume is what the driver does with a mounted volume
@@ -33,8 +39,17 @@ type Volume interface {
 	Done() <-chan struct{}
 	Set(s *secret.Secret) error
 	SetPayload(p *projection.Payload) error
+	// SetPart replaces the files of source i of a volume of several
+	// sources (a secretProviderClass source).
+	SetPart(i int, p *projection.Payload) error
+	// ReportPart tells how a provider call of source i went (a good
+	// one may leave the files as they were, so no SetPart).
+	ReportPart(i int, err error)
 	SetMeta(meta []byte)
 	Refresh(ctx context.Context) error
+	// Report tells the volume's Reporter how a refresh made outside the
+	// volume went (a provider's call, a republish's `secrets`).
+	Report(err error)
 	Resubscribe(ctx context.Context, c *cache.Cache, id backend.Identity, meta []byte) error
 	// Unmount detaches the mount (lazily when busy).
 	Unmount() error
@@ -62,6 +77,8 @@ func (mountedMaker) MountStatic(dir string, cfg mounted.Config, s *secret.Secret
 func (mountedMaker) MountPayload(dir string, cfg mounted.Config, p *projection.Payload) (Volume, error) {
 	return volume(mounted.MountPayload(dir, cfg, p))
 }
+
+func (mountedMaker) Quiesce() { fusefs.Quiesce() }
 
 func volume(v *mounted.Volume, err error) (Volume, error) {
 	if err != nil {

@@ -25,6 +25,9 @@ type mount struct {
 	// provider is the volume's place in its shared provider entry, for
 	// a secretProviderClass volume (atomic: the unmount callback reads it).
 	provider atomic.Pointer[provider.Member]
+	// classes are the secretProviderClass sources of a volume of
+	// several sources (sources_mount.go); nil for other volumes.
+	classes *classSources
 }
 
 // mounts is the bookkeeping target → mount. Each target has its own lock,

@@ -62,6 +62,11 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 		secrets = maps.Clone(secrets)
 		delete(secrets, tokensKey) // never data of the volume
 	}
+	if len(a.Sources) > 0 {
+		// Forwarded to the providers of secretProviderClass sources,
+		// as for a provider volume; never data of the volume.
+		r.context, r.secrets = req.GetVolumeContext(), req.GetSecrets()
+	}
 	if a.Static {
 		r.secrets = secrets
 	} else if d.cfg.PodTokens && tokens != "" {

@@ -26,21 +26,21 @@ import (
 // messages.
 const inlineTargetShape = ".../pods/<pod uid>/volumes/kubernetes.io~csi/<volume name>/mount"
 
-// kubeletPodUID returns the pod uid element of target (absolute, passed
-// by the guard) if it ends in the shape of kubelet's CSI volume target.
-// Only the tail is matched: the mount root may be kubelet's root folder
-// or its pods folder (the DaemonSet narrows it to the latter), and the
-// guard has already kept the target below it.
-func kubeletPodUID(target string) (string, bool) {
+// kubeletTarget returns the pod uid and volume name elements of target
+// (absolute, passed by the guard) if it ends in the shape of kubelet's
+// CSI volume target. Only the tail is matched: the mount root may be
+// kubelet's root folder or its pods folder (the DaemonSet narrows it to
+// the latter), and the guard has already kept the target below it.
+func kubeletTarget(target string) (uid, volume string, ok bool) {
 	e := strings.Split(target, "/")
 	if len(e) < 7 {
-		return "", false
+		return "", "", false
 	}
 	e = e[len(e)-6:]
 	if e[0] != "pods" || e[2] != "volumes" || e[3] != "kubernetes.io~csi" || e[5] != "mount" || e[1] == "" || e[4] == "" {
-		return "", false
+		return "", "", false
 	}
-	return e[1], true
+	return e[1], e[4], true
 }
 
 // checkPodTarget refuses an inline volume (kubelet's id csi-<64 hex>)
@@ -51,7 +51,7 @@ func checkPodTarget(volumeID string, p targetpath.Path, a *Attributes) error {
 	if !isInlineID(volumeID) {
 		return nil
 	}
-	uid, ok := kubeletPodUID(p.Name)
+	uid, _, ok := kubeletTarget(p.Name)
 	if !ok {
 		return fmt.Errorf("target_path: an inline volume (id csi-<64 hex>) is published only at kubelet's %s, whose pod uid vouches for the pod info", inlineTargetShape)
 	}

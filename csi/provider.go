@@ -163,7 +163,7 @@ func (d *Driver) joinProvider(ctx context.Context, r publishRequest, mt *mount, 
 		if err := mt.vol.SetPayload(f.Payload(fsGroup)); err != nil {
 			d.log.Warn("provider volume keeps its last good files", "volume", r.volumeID, "target", r.target, "err", err)
 		}
-	})
+	}, func(err error) { mt.vol.Report(err) })
 	if err != nil {
 		return err
 	}

@@ -654,6 +654,9 @@ func TestHandOverAndUnmountAll(t *testing.T) {
 	p.mustPublish(p.fakeReq("a", a))
 	p.mustPublish(p.fakeReq("b", b))
 	p.d.HandOver(context.Background())
+	if p.mk.quiesced != 1 {
+		t.Errorf("HandOver quiesced %d times, want once", p.mk.quiesced)
+	}
 	for _, v := range p.mk.made() {
 		if _, _, _, _, unmounts, abandoned := v.state(); !abandoned || unmounts != 0 {
 			t.Errorf("%v: abandoned %v, %d unmounts", v, abandoned, unmounts)

@@ -38,7 +38,7 @@ func (d *Driver) CleanupStale() (cleaned int, err error) {
 		if !d.mounter.Dead(p.Name) {
 			continue
 		}
-		if _, ok := kubeletPodUID(p.Name); ok {
+		if _, _, ok := kubeletTarget(p.Name); ok {
 			// kubelet republishes it (a fresh mount goes on top, which
 			// a HostToContainer container sees: prepareTarget) or
 			// unpublishes it (clearDead).

@@ -13,6 +13,7 @@ import (
 
 	"github.com/secretfs/secretfs/backend"
 	"github.com/secretfs/secretfs/cache"
+	"github.com/secretfs/secretfs/events"
 	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/metrics"
 	"github.com/secretfs/secretfs/mounted"
@@ -99,13 +100,41 @@ func (d *Driver) volumeConfig(target string, mt *mount, a *Attributes) mounted.C
 		Logger: d.log.With("volume", volumeID),
 		Keeper: d.cfg.Keeper,
 		Meta:   d.meta(volumeID, key, a, id),
+		Report: d.reporter(target, volumeID, a),
 	}
+}
+
+// reporter records the volume's refresh failures and recoveries as
+// events on its Pod; nil (nothing recorded) without Config.Events or
+// without pod info.
+func (d *Driver) reporter(target, volumeID string, a *Attributes) mounted.Reporter {
+	subject := "Secret " + a.Spec.Ref()
+	switch {
+	case a.Provider != nil:
+		subject = "SecretProviderClass " + a.Pod.Namespace + "/" + a.Provider.Class
+	case a.Static:
+		subject = "the " + staticSecretName + " data"
+	case len(a.Sources) > 0:
+		subject = "one of its sources" // errors of a source name it
+	}
+	name := volumeID
+	if _, vol, ok := kubeletTarget(target); ok {
+		name = vol
+	}
+	pod := events.Pod{Namespace: a.Pod.Namespace, Name: a.Pod.Name, UID: a.Pod.UID}
+	if v := d.cfg.Events.Volume(pod, name, subject); v != nil {
+		return v
+	}
+	return nil
 }
 
 func (d *Driver) mount(ctx context.Context, r publishRequest, key string) (*mount, error) {
 	a := r.attrs
 	if a.Provider != nil {
 		return d.mountProvider(ctx, r, key)
+	}
+	if len(a.Sources) > 0 {
+		return d.mountSources(ctx, r, key)
 	}
 	mt := &mount{volumeID: r.volumeID, key: key, static: a.Static, id: r.id}
 	cfg := d.volumeConfig(r.target, mt, a)
@@ -137,12 +166,17 @@ func (d *Driver) republish(ctx context.Context, mt *mount, r publishRequest) {
 		d.republishProvider(ctx, mt, r)
 		return
 	}
+	if len(r.attrs.Sources) > 0 {
+		d.republishSources(ctx, mt, r)
+		return
+	}
 	if mt.static {
 		var s *secret.Secret
 		if s, err = staticSecret(r.attrs, r.secrets); err == nil {
 			err = mt.vol.Set(s)
 		} else {
 			metrics.RefreshErrors.WithLabelValues("invalid").Inc()
+			mt.vol.Report(err)
 		}
 	} else if !reflect.DeepEqual(r.id, mt.id) {
 		// kubelet may hand fresh pod tokens at a republish: they replace
@@ -185,6 +219,7 @@ func (d *Driver) unpublish(ctx context.Context, volumeID string, p targetpath.Pa
 	if m := mt.provider.Load(); m != nil {
 		m.Close() // no more switches; the entry may go
 	}
+	mt.classes.close()
 	if err := mt.vol.Unmount(); err != nil {
 		return status.Errorf(codes.Internal, "%v", err)
 	}
@@ -258,7 +293,8 @@ func (a *Attributes) key() string {
 		Strategy   cache.Strategy
 		TTL        time.Duration
 		Provider   *ProviderAttrs `json:",omitempty"`
-	}{a.Spec, a.Static, a.Base64Keys, a.Strategy, a.TTL, a.Provider})
+		Sources    []SourceAttrs  `json:",omitempty"`
+	}{a.Spec, a.Static, a.Base64Keys, a.Strategy, a.TTL, a.Provider, a.Sources})
 	return string(js)
 }
 

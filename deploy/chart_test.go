@@ -253,7 +253,8 @@ func TestChartRendersTheUpgradeContract(t *testing.T) {
 			if hasRole {
 				r := decode[rbacv1.ClusterRole](t, objs, "ClusterRole/secretfs-csi")
 				want := []rbacv1.PolicyRule{{APIGroups: []string{"secrets-store.csi.x-k8s.io"},
-					Resources: []string{"secretproviderclasses"}, Verbs: []string{"get", "list", "watch"}}}
+					Resources: []string{"secretproviderclasses"}, Verbs: []string{"get", "list", "watch"}},
+					{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}}}
 				if !reflect.DeepEqual(r.Rules, want) {
 					t.Errorf("ClusterRole rules %+v, want only %+v", r.Rules, want)
 				}

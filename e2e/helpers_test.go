@@ -255,8 +255,14 @@ func eventText(pod *corev1.Pod) string {
 // equal: the differential check.
 func runPair(t *testing.T, p podSpec) (csiLog, builtinLog string) {
 	t.Helper()
-	cp := createPod(t, makePod(p, kindCSI))
-	bp := createPod(t, makePod(p, kindBuiltin))
+	return pairLogs(t, createPod(t, makePod(p, kindCSI)), createPod(t, makePod(p, kindBuiltin)))
+}
+
+// pairLogs waits for the Pod with secretfs volumes (cp) and its twin
+// with kubelet's volumes (bp) to finish and returns their logs
+// (normalised), failing the test unless they are equal.
+func pairLogs(t *testing.T, cp, bp *corev1.Pod) (csiLog, builtinLog string) {
+	t.Helper()
 	cp = waitPod(t, cp, 2*time.Minute, corev1.PodSucceeded)
 	bp = waitPod(t, bp, 2*time.Minute, corev1.PodSucceeded)
 	var err error
@@ -269,9 +275,9 @@ func runPair(t *testing.T, p podSpec) (csiLog, builtinLog string) {
 	csiLog, builtinLog = normalise(csiLog), normalise(builtinLog)
 	t.Logf("secretfs volume:\n%s", indent(csiLog))
 	if csiLog != builtinLog {
-		t.Errorf("DIFFERENTIAL: secretfs and kubelet's secret volume differ\n%s", diffLines(csiLog, builtinLog))
+		t.Errorf("DIFFERENTIAL: secretfs and kubelet's volume differ\n%s", diffLines(csiLog, builtinLog))
 	} else {
-		t.Logf("DIFFERENTIAL: same as kubelet's secret volume (%d lines)", strings.Count(csiLog, "\n"))
+		t.Logf("DIFFERENTIAL: same as kubelet's volume (%d lines)", strings.Count(csiLog, "\n"))
 	}
 	return csiLog, builtinLog
 }

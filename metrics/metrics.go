@@ -28,7 +28,7 @@ var (
 	// RefreshErrors counts refreshes that failed and kept the last good
 	// version, by reason: Result's labels, or "provider".
 	RefreshErrors = reg.NewCounterVec(prometheus.CounterOpts{
-		Name: "secretfs_refresh_errors_total", Help: "Failed refreshes that kept serving the last good version, by reason (notfound, invalid, forbidden, unavailable, provider).",
+		Name: "secretfs_refresh_errors_total", Help: "Failed refreshes that kept serving the last good version, by reason (notfound, invalid, forbidden, conflict, unavailable, provider).",
 	}, []string{"reason"})
 	// Mounts is the number of volumes currently mounted.
 	Mounts = reg.NewGauge(prometheus.GaugeOpts{

@@ -16,6 +16,8 @@ import (
 //	             (backend.ErrNotFound, *projection.NotFoundError)
 //	invalid      the Secret is not valid (*secret.InvalidError)
 //	forbidden    the identity was refused (backend.ErrForbidden)
+//	conflict     two sources of one volume give one path
+//	             (*projection.ConflictError; refreshes only)
 //	unavailable  anything else: the source could not be read
 //
 // RefreshErrors has one more, "provider", for a Secrets Store provider's
@@ -23,6 +25,7 @@ import (
 func Result(err error) string {
 	var invalid *secret.InvalidError
 	var missing *projection.NotFoundError
+	var conflict *projection.ConflictError
 	switch {
 	case err == nil:
 		return "ok"
@@ -32,6 +35,8 @@ func Result(err error) string {
 		return "invalid"
 	case errors.Is(err, backend.ErrForbidden):
 		return "forbidden"
+	case errors.As(err, &conflict):
+		return "conflict"
 	}
 	return "unavailable"
 }

@@ -263,18 +263,20 @@ func TestKubeRefusedTokenFallsBack(t *testing.T) {
 
 // TestKubeRoleDeletedKeepsLastGood: the Role of a service account with
 // live volumes goes. Once the watch is refused (the next watch request,
-// here after 1 s) the failure is counted, the volumes keep their last
-// good version, and a new volume of that account is refused with no data.
-// A Role granted again lets the next publish in, and every volume of the
-// entry follows again.
+// here after 1 s) the failure is counted and reported by each volume,
+// the volumes keep their last good version, and a new volume of that
+// account is refused with no data. A Role granted again lets the next
+// publish in, and every volume of the entry follows again (and reports
+// it).
 func TestKubeRoleDeletedKeepsLastGood(t *testing.T) {
 	e := setupWith(t, kube.Options{WatchTimeout: time.Second}, cache.Options{})
 	e.put(t, e.ns, "db", false, "k", "v1")
 	e.grant(t, "web", "db")
 	spec := projection.Spec{Namespace: e.ns, SecretName: "db"}
 	var dirs []string
-	for _, pod := range []string{"a", "b"} {
-		_, d, err := e.mount(t, spec, e.as("web", e.podToken(t, "web", pod, time.Hour)))
+	reps := []*reports{{}, {}}
+	for i, pod := range []string{"a", "b"} {
+		_, d, err := e.mountWith(t, mounted.Config{Spec: spec, Identity: e.as("web", e.podToken(t, "web", pod, time.Hour)), Report: reps[i]})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -286,6 +288,15 @@ func TestKubeRoleDeletedKeepsLastGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the refusal to be counted", func() bool { return authFailures("denied") == denied+1 })
+	for i, r := range reps {
+		eventually(t, "the refusal reported", func() bool {
+			got := r.all()
+			return len(got) > 0 && errors.Is(got[len(got)-1], backend.ErrForbidden)
+		})
+		if n := len(r.all()); n != 1 {
+			t.Errorf("volume %d: %d reports of one refusal, want 1: %v", i, n, r.all())
+		}
+	}
 	e.put(t, e.ns, "db", false, "k", "v2")
 	time.Sleep(500 * time.Millisecond)
 	for i, d := range dirs {
@@ -310,6 +321,9 @@ func TestKubeRoleDeletedKeepsLastGood(t *testing.T) {
 		t.Fatalf("publish after the Role came back: %v", err)
 	}
 	allShow(t, append(dirs, d), "k", "v2")
+	for _, r := range reps {
+		eventually(t, "the recovery reported", func() bool { return r.last() == "followed" })
+	}
 }
 
 // TestKubeIdleEntriesFreed: an entry whose volumes are gone keeps its

@@ -89,9 +89,14 @@ func (e *env) del(t *testing.T, ns, name string) {
 
 func (e *env) mount(t *testing.T, spec projection.Spec, id backend.Identity) (*mounted.Volume, string, error) {
 	t.Helper()
+	return e.mountWith(t, mounted.Config{Spec: spec, Identity: id})
+}
+
+func (e *env) mountWith(t *testing.T, cfg mounted.Config) (*mounted.Volume, string, error) {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "m")
 	os.Mkdir(dir, 0o755)
-	v, err := mounted.Mount(context.Background(), e.cache, dir, mounted.Config{Spec: spec, Identity: id})
+	v, err := mounted.Mount(context.Background(), e.cache, dir, cfg)
 	if err == nil {
 		t.Cleanup(func() { v.Unmount(); <-v.Done() })
 	}

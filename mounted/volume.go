@@ -37,6 +37,26 @@ type Config struct {
 	// mount survives this process (registered under Dir with Meta).
 	Keeper *keeper.Link
 	Meta   []byte
+	// Sources, when set, make a volume of several sources (a projected
+	// volume's `sources`, sources.go): each is followed and any change
+	// switches the whole volume, changes within Window (default
+	// DefaultWindow) in one switch. Spec then only names the volume.
+	Sources []Source
+	Window  time.Duration
+	// Report, when set, hears the outcome of every refresh of the
+	// mounted volume (package events writes them on the Pod).
+	Report Reporter
+}
+
+// Reporter hears whether a mounted volume follows its source. Failed:
+// a refresh failed and the volume keeps its last good version (the
+// Secret deleted, invalid, its reading refused, the source unreachable);
+// Followed: a refresh succeeded, so a reporter can tell a recovery.
+// Neither is called before the mount exists (a first read refuses the
+// mount instead). Calls may come from several goroutines.
+type Reporter interface {
+	Failed(err error)
+	Followed()
 }
 
 // Volume is one mounted, live volume.
@@ -51,15 +71,22 @@ type Volume struct {
 
 	journal *keeper.Journal // with a keeper: the mount's record
 	taken   *wire.Ledger    // between Restore and Follow: the keeper's ledger
+
+	srcs *sources // a volume of several sources (Config.Sources); nil otherwise
 }
 
 // Mount reads the Secret through c, checks it projects, mounts it at dir
 // and follows its changes. Errors: *projection.NotFoundError for a missing
 // Secret or key (not optional), *secret.InvalidError for an invalid Secret,
 // ErrUnavailable (wrapped) when the source cannot be read, and the
-// backend's own (e.g. backend.ErrForbidden).
+// backend's own (e.g. backend.ErrForbidden). With cfg.Sources it mounts a
+// volume of several sources (mountSources), which may also fail with a
+// *projection.ConflictError.
 func Mount(ctx context.Context, c *cache.Cache, dir string, cfg Config) (*Volume, error) {
 	v := newVolume(dir, cfg)
+	if v.srcs != nil {
+		return mountSources(ctx, c, v)
+	}
 	ref := backend.Ref{Namespace: cfg.Spec.Namespace, Name: cfg.Spec.SecretName}
 	var sub *cache.Subscription
 	ready := make(chan struct{})
@@ -178,6 +205,10 @@ func (v *Volume) Follow(ctx context.Context, c *cache.Cache) {
 	v.keep(v.taken)
 	v.taken = nil
 	v.fs.Reconcile()
+	if v.srcs != nil {
+		v.srcs.follow(ctx, c)
+		return
+	}
 	if c == nil {
 		return
 	}
@@ -287,6 +318,9 @@ func newVolume(dir string, cfg Config) *Volume {
 		}
 	}
 	v.cfg = cfg
+	if len(cfg.Sources) > 0 {
+		v.srcs = newSources(v, cfg.Sources, cfg.Window)
+	}
 	return v
 }
 
@@ -306,7 +340,11 @@ func (v *Volume) mount(p *projection.Payload) error {
 // first turns the first cache state into the payload to mount, or the
 // error that refuses the mount.
 func (v *Volume) first(st cache.State) (*projection.Payload, error) {
-	spec := &v.cfg.Spec
+	return firstPayload(&v.cfg.Spec, st)
+}
+
+// firstPayload projects spec's first cache state, or says why it cannot.
+func firstPayload(spec *projection.Spec, st cache.State) (*projection.Payload, error) {
 	var invalid *secret.InvalidError
 	switch {
 	case st.Secret != nil:
@@ -321,58 +359,85 @@ func (v *Volume) first(st cache.State) (*projection.Payload, error) {
 	return nil, fmt.Errorf("secret %q: %w", spec.Ref(), ErrUnavailable)
 }
 
-// follow applies a change heard from the cache.
+// follow applies what the cache tells: a change, a new error of the
+// entry (the cache counted and logged it) or its recovery.
 func (v *Volume) follow(st cache.State) {
 	if v.fs == nil {
 		return // the mount failed; the subscription is closing
 	}
-	if err := v.apply(st.Secret, st.Missing); err != nil {
-		v.cfg.Logger.Error("volume keeps its last good version", "mount", v.dir, "secret", v.cfg.Spec.Ref(), "err", err)
+	if st.Err != nil {
+		v.report(st.Err)
 		return
 	}
-	if !st.Changed.IsZero() {
+	switched, err := v.apply(st.Secret, st.Missing)
+	if err != nil {
+		v.cfg.Logger.Error("volume keeps its last good version", "mount", v.dir, "secret", v.cfg.Spec.Ref(), "err", err)
+	}
+	v.report(err)
+	if switched && !st.Changed.IsZero() {
 		metrics.UpdateSeconds.Observe(time.Since(st.Changed).Seconds())
 	}
 }
 
-// apply switches to the version of s. A missing Secret empties an
-// optional volume; a non-optional one keeps its last good version and the
-// error is returned.
-func (v *Volume) apply(s *secret.Secret, missing bool) error {
+// report tells Config.Report how a refresh went (err nil: it succeeded).
+func (v *Volume) report(err error) {
+	switch r := v.cfg.Report; {
+	case r == nil:
+	case err != nil:
+		r.Failed(err)
+	default:
+		r.Followed()
+	}
+}
+
+// apply switches to the version of s and says whether it did. A missing
+// Secret empties an optional volume; a non-optional one keeps its last
+// good version and the error is returned.
+func (v *Volume) apply(s *secret.Secret, missing bool) (switched bool, err error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if s == nil && !missing {
-		return nil // an error with nothing new: keep serving
+		return false, nil // an error with nothing new: keep serving
 	}
 	if s != nil && v.last != nil && s.SameContent(v.last) {
-		return nil
+		return false, nil
 	}
 	p, err := projection.Project(&v.cfg.Spec, s)
 	if err != nil {
 		metrics.RefreshErrors.WithLabelValues(metrics.Result(err)).Inc()
-		return err
+		return false, err
 	}
 	if v.fs.Shows(p) {
 		v.last = s
-		return nil // e.g. a taken-over mount already showing this
+		return false, nil // e.g. a taken-over mount already showing this
 	}
 	if err := v.fs.Update(p); err != nil {
-		return err
+		return false, err
 	}
 	v.last = s
 	v.cfg.Logger.Info("volume updated", "mount", v.dir, "secret", v.cfg.Spec.Ref(), "files", len(p.Files), "bytes", p.Size())
-	return nil
+	return true, nil
 }
 
 // Refresh re-reads the Secret as the strategy says (Get: now; Cache: if
 // the TTL expired; Watch: nothing to do) and applies it. On failure the
-// last good version stays and the error is returned for logging.
+// last good version stays and the error is returned for logging; either
+// way Config.Report hears the outcome.
 func (v *Volume) Refresh(ctx context.Context) error {
+	if v.srcs != nil {
+		return v.srcs.refresh(ctx) // flush reports
+	}
 	if v.sub == nil {
 		return nil
 	}
+	err := v.refresh(ctx)
+	v.report(err)
+	return err
+}
+
+func (v *Volume) refresh(ctx context.Context) error {
 	st := v.sub.Refresh(ctx)
-	if err := v.apply(st.Secret, st.Missing); err != nil {
+	if _, err := v.apply(st.Secret, st.Missing); err != nil {
 		return err
 	}
 	if st.Err != nil {
@@ -386,15 +451,28 @@ func (v *Volume) Refresh(ctx context.Context) error {
 // and applies what the entry holds; meta replaces what the keeper holds
 // about the volume. Tokens of the same service account replace this
 // volume's in its cache entry (no second entry or watch); only another
-// identity subscribes anew, the old subscription ending.
+// identity subscribes anew, the old subscription ending. Config.Report
+// hears the outcome.
 func (v *Volume) Resubscribe(ctx context.Context, c *cache.Cache, id backend.Identity, meta []byte) error {
+	if v.srcs != nil {
+		if meta != nil {
+			v.setMeta(meta)
+		}
+		return v.srcs.resubscribe(ctx, c, id) // flush reports
+	}
+	err := v.resubscribe(ctx, c, id, meta)
+	v.report(err)
+	return err
+}
+
+func (v *Volume) resubscribe(ctx context.Context, c *cache.Cache, id backend.Identity, meta []byte) error {
 	if v.sub != nil {
 		if err := v.sub.SetIdentity(id); err == nil {
 			v.cfg.Identity = id
 			if meta != nil {
 				v.setMeta(meta)
 			}
-			return v.Refresh(ctx)
+			return v.refresh(ctx)
 		}
 	}
 	ref := backend.Ref{Namespace: v.cfg.Spec.Namespace, Name: v.cfg.Spec.SecretName}
@@ -417,20 +495,29 @@ func (v *Volume) Resubscribe(ctx context.Context, c *cache.Cache, id backend.Ide
 	if meta != nil {
 		v.setMeta(meta)
 	}
-	return v.apply(st.Secret, st.Missing)
+	_, err := v.apply(st.Secret, st.Missing)
+	return err
 }
 
-// Set replaces the Secret of a volume mounted with MountStatic.
+// Set replaces the Secret of a volume mounted with MountStatic;
+// Config.Report hears the outcome.
 func (v *Volume) Set(s *secret.Secret) error {
-	return v.apply(s, s == nil)
+	_, err := v.apply(s, s == nil)
+	v.report(err)
+	return err
 }
+
+// Report tells Config.Report how a refresh made by the volume's owner
+// went (err nil: it succeeded): a provider's refresh of a MountPayload
+// volume, whose equal files cause no SetPayload, or a republish whose
+// nodePublishSecretRef data is not a valid Secret. A failed one left the
+// last good version.
+func (v *Volume) Report(err error) { v.report(err) }
 
 // Unmount stops following the Secret and detaches the filesystem (lazily
 // when busy; the data goes when the last open file closes).
 func (v *Volume) Unmount() error {
-	if v.sub != nil {
-		v.sub.Close()
-	}
+	v.stopFollowing()
 	err := v.fs.Unmount()
 	v.release() // the keeper forgets it (Link: in the background)
 	return err
@@ -439,9 +526,14 @@ func (v *Volume) Unmount() error {
 // Abandon stops following the Secret without unmounting, for a planned
 // restart with a keeper: the next process takes the mount over. Handover
 // then stops serving it.
-func (v *Volume) Abandon() {
+func (v *Volume) Abandon() { v.stopFollowing() }
+
+func (v *Volume) stopFollowing() {
 	if v.sub != nil {
 		v.sub.Close()
+	}
+	if v.srcs != nil {
+		v.srcs.close()
 	}
 }
 

@@ -22,7 +22,8 @@
 //  4. Cache entries refresh on their own timer (the volume's ttl, default
 //     2m) and at every republish; Get entries at every publish and
 //     republish. A failed refresh keeps the last good files and is
-//     counted.
+//     counted; every member hears each call's outcome (Join's
+//     onRefresh), so its volume can report a failure and the recovery.
 //  5. The last volume to leave stops the timer and wipes the files.
 //
 // Errors carry their gRPC code (GRPCStatus: InvalidArgument for a bad

@@ -91,10 +91,23 @@ func request(pod string, strategy Strategy, ttl time.Duration) *Request {
 
 // vol records what one member was given, as a mounted volume would.
 type vol struct {
-	mu      sync.Mutex
-	shown   map[string]string
-	changes int
-	gotFile chan struct{}
+	mu       sync.Mutex
+	shown    map[string]string
+	changes  int
+	outcomes []error // each refresh of the entry after the join
+	gotFile  chan struct{}
+}
+
+func (v *vol) refreshed(err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.outcomes = append(v.outcomes, err)
+}
+
+func (v *vol) told() []error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]error(nil), v.outcomes...)
 }
 
 func (v *vol) show(f *Files) {
@@ -126,7 +139,7 @@ func (e *env) join(req *Request) (*Member, *vol, error) {
 		case v.gotFile <- struct{}{}:
 		default:
 		}
-	})
+	}, v.refreshed)
 	return m, v, err
 }
 

@@ -53,11 +53,12 @@ type entry struct {
 
 // Member is one volume's place in an entry.
 type Member struct {
-	e        *entry
-	req      *Request
-	seq      uint64
-	onChange func(*Files)
-	closed   bool
+	e         *entry
+	req       *Request
+	seq       uint64
+	onChange  func(*Files)
+	onRefresh func(error)
+	closed    bool
 }
 
 // Join adds the volume of req to its entry. It asks the provider unless
@@ -66,12 +67,15 @@ type Member struct {
 // publish fails on the provider's error, as the driver's does; only refreshes of
 // mounted volumes keep the last good files. mount gets the files to show
 // first (the entry is locked meanwhile, so no switch can pass it);
-// onChange gets every later change. Errors are *Error; the volume is then
-// not a member.
-func (p *Pool) Join(ctx context.Context, req *Request, mount func(*Files) error, onChange func(*Files)) (*Member, error) {
+// onChange gets every later change; onRefresh (may be nil) the outcome of
+// every later call for the entry, nil for a good reply (equal files
+// included), so the volume can report failures and recoveries. Both run
+// under the entry's lock: they must not block. Errors are *Error; the
+// volume is then not a member.
+func (p *Pool) Join(ctx context.Context, req *Request, mount func(*Files) error, onChange func(*Files), onRefresh func(error)) (*Member, error) {
 	e := p.entry(req.key())
 	defer e.mu.Unlock()
-	m := &Member{e: e, req: req, onChange: onChange}
+	m := &Member{e: e, req: req, onChange: onChange, onRefresh: onRefresh}
 	e.seq++
 	m.seq = e.seq
 	if e.files == nil || req.Strategy == StrategyGet || time.Since(e.fetched) >= ttl(req) {

@@ -149,7 +149,7 @@ func TestHostileRepliesRefused(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e.srv.SetReply(&v1alpha1.MountResponse{Files: files})
 			mounted := false
-			_, err := e.pool.Join(context.Background(), request("pod-1", StrategyGet, 0), func(*Files) error { mounted = true; return nil }, func(*Files) {})
+			_, err := e.pool.Join(context.Background(), request("pod-1", StrategyGet, 0), func(*Files) error { mounted = true; return nil }, func(*Files) {}, nil)
 			wantErr(t, err, codes.FailedPrecondition, `provider "vault"`, "path")
 			if mounted {
 				t.Error("a refused reply was mounted")
@@ -383,6 +383,38 @@ func TestFailedRefreshKeepsFiles(t *testing.T) {
 	for _, f := range files.files {
 		if strings.Trim(string(f.Data), "\x00") != "" {
 			t.Error("the files' bytes were not wiped")
+		}
+	}
+}
+
+// Every member of an entry hears each call's outcome, made for whichever
+// volume: the error of a failed one (the files stay), nil for a good one
+// even with equal files (no switch), so each volume can report a failure
+// and its recovery. A join that fails tells the members already there.
+func TestRefreshOutcomesTold(t *testing.T) {
+	e := newEnv(t, ClientOptions{})
+	req := request("pod-1", StrategyGet, 0)
+	m, v1 := e.mustJoin(req)
+	_, v2 := e.mustJoin(request("pod-2", StrategyGet, 0)) // its call tells pod-1
+	if got := v1.told(); len(got) != 1 || got[0] != nil {
+		t.Fatalf("pod-1 told %v after pod-2 joined, want one nil", got)
+	}
+	v1.outcomes = nil
+	e.srv.SetError(status.Error(codes.Unavailable, "vault sealed"))
+	_ = m.Refresh(context.Background(), req)
+	_, _, err := e.join(request("pod-3", StrategyGet, 0))
+	wantErr(t, err, codes.Unavailable, `provider "vault"`)
+	e.srv.SetFiles(map[string]string{"db-password": "s3cret"}, "v1") // the files shown
+	if err := m.Refresh(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range []*vol{v1, v2} {
+		got := v.told()
+		if len(got) != 3 || got[0] == nil || got[1] == nil || got[2] != nil {
+			t.Errorf("volume %d told %v, want two errors then nil", i+1, got)
+		}
+		if v.changes != 0 {
+			t.Errorf("volume %d switched %d times for equal files", i+1, v.changes)
 		}
 	}
 }

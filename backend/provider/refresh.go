@@ -12,8 +12,21 @@ import (
 	"github.com/secretfs/secretfs/metrics"
 )
 
-// refresh makes one call for the entry with req and applies the reply.
+// refresh makes one call for the entry with req, applies the reply and
+// tells every member how it went (a failed call keeps the last good
+// files).
 func (e *entry) refresh(ctx context.Context, req *Request) error {
+	err := e.call(ctx, req)
+	for m := range e.members {
+		if m.onRefresh != nil {
+			m.onRefresh(err)
+		}
+	}
+	return err
+}
+
+// call asks the provider and applies a good reply.
+func (e *entry) call(ctx context.Context, req *Request) error {
 	p := e.pool
 	class, err := p.classes.GetClass(ctx, req.Namespace, req.Class)
 	switch {

@@ -96,6 +96,11 @@ func runCSI(args []string, _, stderr io.Writer) int {
 		return fail(err)
 	}
 	defer closeSource()
+	if cfg.Events, err = openEvents(*source, *nodeID); err != nil {
+		return fail(err)
+	}
+	defer cfg.Events.Shutdown()
+	log.Info("pod events", "enabled", cfg.Events != nil)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// Health first: waiting for the keeper or taking mounts back must not

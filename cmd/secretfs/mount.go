@@ -19,12 +19,12 @@ import (
 	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/keeper"
 	"github.com/secretfs/secretfs/mounted"
-	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/secmem"
 )
 
-const mountSynopsis = `secretfs mount --source SOURCE [--namespace NS] --secret NAME
-               [--item KEY=PATH[:MODE]]... [--default-mode MODE] [--optional]
+const mountSynopsis = `secretfs mount --source SOURCE [--namespace NS]
+               --secret NAME [--item KEY=PATH[:MODE]]... [--secret NAME [--item ...]...]...
+               [--default-mode MODE] [--optional]
                [--change-detection Watch|Cache|Get] [--ttl DURATION]
                [--fs-group GID] [--allow-other] MOUNTPOINT
 
@@ -41,9 +41,15 @@ SOURCE is file:DIR (a folder of manifests, watched for changes) or kube
 (the cluster of your kubeconfig). MODE is octal: 0400, 400 and 0o400 are
 the same. In --item, MODE is the text after the last ':'.
 
+--secret may repeat: the Secrets are merged into one volume as a
+projected volume's sources, each --item applying to the --secret before
+it; two Secrets giving one path are an error naming both. Any change of
+any of them switches the whole volume at once.
+
 Examples:
   secretfs mount --source file:deploy/examples/secrets --secret mysecret /tmp/foo
-  secretfs mount --source kube -n prod --secret db --item password=db/pass:0400 /tmp/db`
+  secretfs mount --source kube -n prod --secret db --item password=db/pass:0400 /tmp/db
+  secretfs mount --source kube --secret db --item password=db/pass --secret tls /tmp/app`
 
 func init() {
 	commands["mount"] = command{"show a Secret as files at a mount point (foreground)", runMount}
@@ -54,23 +60,23 @@ func init() {
 
 // mountFlags are the flags mount shares with the volume description.
 type mountFlags struct {
-	source, namespace, secretName string
-	items                         itemsFlag
-	defaultMode                   modeFlag
-	optional                      bool
-	strategy                      string
-	ttl                           time.Duration
-	fsGroup                       gidFlag
-	allowOther                    bool
-	keeper                        string
+	source, namespace string
+	secrets           secretsFlag // --secret and the --item flags after each
+	defaultMode       modeFlag
+	optional          bool
+	strategy          string
+	ttl               time.Duration
+	fsGroup           gidFlag
+	allowOther        bool
+	keeper            string
 }
 
 func (m *mountFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&m.source, "source", "", "where Secrets come from: file:DIR or kube")
 	fs.StringVar(&m.namespace, "namespace", "default", "the Secret's namespace")
 	fs.StringVar(&m.namespace, "n", "default", "short for --namespace")
-	fs.StringVar(&m.secretName, "secret", "", "the Secret's name (required)")
-	fs.Var(&m.items, "item", "show only this key, at PATH, as KEY=PATH[:MODE] (repeatable)")
+	fs.Var(&m.secrets, "secret", "the Secret's name (required; repeatable: the Secrets share the volume)")
+	fs.Var(itemFlag{&m.secrets}, "item", "show only this key of the --secret before it, at PATH, as KEY=PATH[:MODE] (repeatable)")
 	fs.Var(&m.defaultMode, "default-mode", "octal mode of files without an item mode (default 0644)")
 	fs.BoolVar(&m.optional, "optional", false, "mount even if the Secret or a listed key is missing")
 	fs.StringVar(&m.strategy, "change-detection", "Watch", "how changes are found: Watch, Cache (re-read after --ttl) or Get (re-read every --ttl)")
@@ -78,15 +84,6 @@ func (m *mountFlags) bind(fs *flag.FlagSet) {
 	fs.Var(&m.fsGroup, "fs-group", "group owning every file; files gain group read (as a Pod's fsGroup); implies --allow-other")
 	fs.BoolVar(&m.allowOther, "allow-other", false, "let other users open the files (their modes decide); a regular user needs user_allow_other in /etc/fuse.conf")
 	fs.StringVar(&m.keeper, "keeper", "", "socket of a 'secretfs keeper' that keeps the mount alive if this process dies; run again with the same arguments to take it back")
-}
-
-func (m *mountFlags) spec() (projection.Spec, error) {
-	if m.secretName == "" {
-		return projection.Spec{}, errors.New("--secret is required")
-	}
-	s := projection.Spec{Namespace: m.namespace, SecretName: m.secretName, Items: m.items,
-		DefaultMode: m.defaultMode.mode, Optional: m.optional, FSGroup: m.fsGroup.gid}
-	return s, s.Validate()
 }
 
 func runMount(args []string, _, stderr io.Writer) int {
@@ -104,7 +101,7 @@ func runMount(args []string, _, stderr io.Writer) int {
 	if len(pos) != 1 {
 		return fail(fmt.Errorf("want exactly one MOUNTPOINT, got %d arguments", len(pos)))
 	}
-	spec, err := m.spec()
+	specs, err := m.sources()
 	if err != nil {
 		return fail(err)
 	}
@@ -136,11 +133,12 @@ func runMount(args []string, _, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := mounted.Config{
-		Spec: spec, Strategy: strategy, TTL: m.ttl, Logger: log,
+		Strategy: strategy, TTL: m.ttl, Logger: log,
 		// The runner owns the files, so a 0400 file stays readable to them.
-		FS: fusefs.Options{UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), FSGroup: spec.FSGroup,
+		FS: fusefs.Options{UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), FSGroup: m.fsGroup.gid,
 			AllowOther: m.allowOther},
 	}
+	shows := volumeOf(&cfg, specs)
 	if m.keeper != "" {
 		// The link dials, and again after every keeper restart, for as
 		// long as this process serves the mount.
@@ -152,7 +150,7 @@ func runMount(args []string, _, stderr io.Writer) int {
 		return fail(m.explain(err))
 	}
 	level.Set(slog.LevelInfo)
-	log.Info("mounted", "secret", spec.Ref(), "mountpoint", dir)
+	log.Info("mounted", "secret", shows, "mountpoint", dir)
 	code := serveUntilDone(ctx, v, m.ttl, log)
 	if cfg.Keeper != nil {
 		cfg.Keeper.Flush(time.Second) // the keeper forgets the unmounted mount

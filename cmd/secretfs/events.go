@@ -1,0 +1,47 @@
+//go:build linux
+
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/secretfs/secretfs/backend/kube"
+	"github.com/secretfs/secretfs/events"
+)
+
+// openEvents gives the plugin a recorder of Pod events, with its own
+// identity: the kube source's (kubeconfig or in-cluster); for a file
+// source only inside a cluster, from the Pod's service account. Elsewhere
+// (a file source outside a cluster, or none) it returns nil: refresh
+// failures are only logged and counted.
+func openEvents(source, node string) (*events.Recorder, error) {
+	var cfg *rest.Config
+	var err error
+	switch source {
+	case "none":
+		return nil, nil
+	case "kube":
+		if cfg, err = kube.LoadConfig(""); err != nil {
+			return nil, fmt.Errorf("--source kube: %w", err)
+		}
+	default:
+		cfg, err = rest.InClusterConfig()
+		if errors.Is(err, rest.ErrNotInCluster) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("events: in-cluster config: %w", err)
+		}
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = "secretfs"
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("events: kube client: %w", err)
+	}
+	return events.New(client, events.Options{Node: node}), nil
+}
