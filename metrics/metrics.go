@@ -117,7 +117,7 @@ func init() {
 // class's spec.provider) are not known in advance and appear with use.
 func startAtZero() {
 	for vec, values := range map[*prometheus.CounterVec][]string{
-		RefreshErrors: {"notfound", "invalid", "forbidden", "unavailable", "provider"},
+		RefreshErrors: {"notfound", "invalid", "forbidden", "conflict", "unavailable", "provider"},
 		BackendReads:  {"ok", "notfound", "invalid", "forbidden", "unavailable"},
 		AuthFailures:  {"token", "denied"},
 		CacheRequests: {"hit", "miss"},

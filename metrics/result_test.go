@@ -34,8 +34,8 @@ func TestResult(t *testing.T) {
 // TestStartAtZero: the labelled series alerts and dashboards query exist
 // before any event, at 0, with exactly Result's reasons (and "provider").
 func TestStartAtZero(t *testing.T) {
-	want := map[string]bool{"notfound": true, "invalid": true, "forbidden": true, "unavailable": true, "provider": true}
-	for _, err := range []error{backend.ErrNotFound, &secret.InvalidError{}, backend.ErrForbidden, errors.New("x")} {
+	want := map[string]bool{"notfound": true, "invalid": true, "forbidden": true, "conflict": true, "unavailable": true, "provider": true}
+	for _, err := range []error{backend.ErrNotFound, &secret.InvalidError{}, backend.ErrForbidden, &projection.ConflictError{}, errors.New("x")} {
 		if !want[Result(err)] {
 			t.Errorf("Result gives %q, not started at zero", Result(err))
 		}
