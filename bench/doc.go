@@ -54,6 +54,13 @@
 // mount-p50-ms, unmount-p50-ms (and p99). fuse-logs/op counts go-fuse's
 // "Failed to read from fuse conn: 103" log lines at unmount (swallowed).
 //
+// Figures (package benchplot, figures_test.go): BenchmarkUpdateLatency and
+// BenchmarkKubeUpdateLatency add their samples to the update latency CDF
+// (e2e.TestUpdateLatencySideBySide adds kubelet's own volume), BenchmarkRead
+// its ops/s to read-throughput, BenchmarkScale/volumes the plugin's RSS
+// (and the tmpfs volumes' Shmem) and threads per level to scale-rss and
+// scale-threads: PNG and JSON in $SECRETFS_BENCH_OUT (make bench: bin/bench).
+//
 // Readers spin, so on a 2-core machine one core is the reader's; latency
 // figures include that contention, as they would on a busy node. Anything
 // else running on the machine moves the wall-clock figures a lot; trust the
