@@ -42,7 +42,7 @@ const (
 )
 
 var knownAttrs = []string{attrSecretName, attrItems, attrDefaultMode, attrOptional,
-	attrChangeDetection, attrTTL, attrSecretNamespace, attrBase64Keys, attrSecretProviderClass}
+	attrChangeDetection, attrTTL, attrSecretNamespace, attrBase64Keys, attrSecretProviderClass, attrSubPathUpdates}
 
 // staticSecretName stands in for the Secret's name when the data comes from
 // the request's `secrets`: errors then read `secret "ns/nodePublishSecretRef" …`.
@@ -60,6 +60,8 @@ type Attributes struct {
 	// Provider is set for a secretProviderClass volume: its files come
 	// from a Secrets Store provider, not from a Secret.
 	Provider *ProviderAttrs `json:",omitempty"`
+	// SubPathUpdates: stable top-level names (subpath.go).
+	SubPathUpdates bool `json:",omitempty"`
 }
 
 // PodInfo is what kubelet tells about the Pod (podInfoOnMount).
@@ -91,7 +93,8 @@ func ParseVolumeAttributes(volumeID string, vc map[string]string, mountGroup str
 	case isInlineID(volumeID):
 		origin = originInline
 	}
-	return parseAttributes(vc, origin, mountGroup)
+	a, err := parseAttributes(vc, origin, mountGroup)
+	return withSubPath(vc, a, err)
 }
 
 // isInlineID says id is kubelet's id of a CSI inline volume:
@@ -119,7 +122,8 @@ func ParseAttributes(vc map[string]string, ours bool, mountGroup string) (*Attri
 	if ours {
 		origin = originController
 	}
-	return parseAttributes(vc, origin, mountGroup)
+	a, err := parseAttributes(vc, origin, mountGroup)
+	return withSubPath(vc, a, err)
 }
 
 func parseAttributes(vc map[string]string, origin volumeOrigin, mountGroup string) (*Attributes, error) {
