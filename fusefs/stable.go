@@ -133,9 +133,14 @@ func (fs *FS) forgetStable(id, nlookup uint64) {
 		delete(fs.stable, id)
 	}
 	fs.stableMu.Unlock()
-	if !gone {
-		return
+	if gone {
+		fs.dropUnpinned()
 	}
+}
+
+// dropUnpinned retires the hidden versions nothing holds any more, once a
+// stable node that may have kept one is gone or shows another version.
+func (fs *FS) dropUnpinned() {
 	fs.mu.RLock()
 	var hidden []*version
 	for _, v := range fs.versions {

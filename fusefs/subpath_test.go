@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
 	"github.com/secretfs/secretfs/sanity/mountns"
@@ -281,6 +282,7 @@ func TestSubPathBinds(t *testing.T) {
 		}
 	}
 	update(t, fs, map[string]string{"username": "u1", "password": "p1", "my-group/my-username": "n1"})
+	kept := fs.cur.gen // the last version with username
 	want("file bind after a switch", read(t, file), "u1")
 	want("folder bind after a switch", read(t, filepath.Join(folder, "my-username")), "n1")
 
@@ -300,6 +302,9 @@ func TestSubPathBinds(t *testing.T) {
 		update(t, fs, map[string]string{"password": fmt.Sprintf("p%d", n)})
 	}
 	want("bind of a removed key after more switches", read(t, file), "u1")
+	if !fs.hasVersion(kept) {
+		t.Error("the version holding a removed key's last bytes was dropped while a bind holds it")
+	}
 
 	update(t, fs, map[string]string{"username": "u5", "my-group/my-username": "n5"})
 	want("bind of a key that came back", read(t, file), "u5")
@@ -307,6 +312,7 @@ func TestSubPathBinds(t *testing.T) {
 	if err := unix.Stat(file, &st); err != nil || st.Nlink != 1 || st.Size != 2 {
 		t.Errorf("bind of a key that came back: nlink %d size %d, %v", st.Nlink, st.Size, err)
 	}
+	waitUntil(t, "the version kept for a removed key goes once the key is back", func() bool { return !fs.hasVersion(kept) })
 }
 
 func bind(t *testing.T, src, dst string, dir bool) {
@@ -388,4 +394,57 @@ func takeOver(t *testing.T, fs *FS, dir string) *FS {
 	// too; the first server's cleanup waits for none (it has stopped).
 	t.Cleanup(func() { fs2.Unmount() })
 	return fs2
+}
+
+// TestSubPathForgetReleases (no mount: the kernel's calls made directly):
+// the version that keeps a removed key's bytes for a stable node the
+// kernel holds goes once the kernel forgets that node; node IDs encode the
+// type, and a restored server resolves them without any lookup.
+func TestSubPathForgetReleases(t *testing.T) {
+	fs, err := New(subPath, payload(map[string]string{"k": "old", "d/f": "x"}, 0o644))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.wipeAll()
+	var out fuse.EntryOut
+	if st := fs.Lookup(nil, &fuse.InHeader{NodeId: rootID}, "k", &out); st != fuse.OK {
+		t.Fatalf("lookup k: %v", st)
+	}
+	id, kept := out.NodeId, fs.cur.gen
+	if id != stableID("k", false) || id == stableID("k", true) {
+		t.Fatalf("k has ID %#x; want the file ID %#x, not the folder's", id, stableID("k", false))
+	}
+	restored, err := Restore(Options{}, fs.snapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var attr fuse.AttrOut
+	if st := restored.GetAttr(nil, &fuse.GetAttrIn{InHeader: fuse.InHeader{NodeId: stableID("d/f", false)}}, &attr); st != fuse.OK || attr.Size != 1 {
+		t.Errorf("restored server: getattr of d/f: %v, size %d", st, attr.Size)
+	}
+	restored.wipeAll()
+	update(t, fs, map[string]string{"d/f": "y"})
+	waitUntil(t, "the old version hidden", func() bool { return fs.versionHidden(kept) })
+	fs.maybeDrop(fs.version(kept))
+	if !fs.hasVersion(kept) {
+		t.Fatal("the version holding a removed key's bytes went while the kernel holds its node")
+	}
+	if st := fs.GetAttr(nil, &fuse.GetAttrIn{InHeader: fuse.InHeader{NodeId: id}}, &attr); st != fuse.OK || attr.Nlink != 0 || attr.Size != 3 {
+		t.Errorf("getattr of the removed key: %v, nlink %d size %d; want 0 and its last 3 bytes", st, attr.Nlink, attr.Size)
+	}
+	fs.Forget(id, 1)
+	if fs.hasVersion(kept) {
+		t.Error("the version stayed after the kernel forgot the node that held it")
+	}
+}
+
+func (fs *FS) version(gen uint64) *version {
+	fs.mu.RLock()
+	defer fs.mu.RUnlock()
+	return fs.versions[gen]
+}
+
+func (fs *FS) versionHidden(gen uint64) bool {
+	v := fs.version(gen)
+	return v != nil && v.hidden.Load()
 }

@@ -70,6 +70,9 @@ func (fs *FS) Update(p *projection.Payload) error {
 
 	fs.invalidate(old, v)
 	time.AfterFunc(fs.opts.Grace, func() { fs.hide(old) })
+	if fs.opts.SubPathUpdates {
+		fs.dropUnpinned() // a path that came back frees the version kept for it
+	}
 	fs.opts.Logger.Debug("volume switched", "mount", fs.dir, "version", v.gen, "files", len(p.Files), "bytes", v.size)
 	return nil
 }
