@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/secretfs/secretfs/fusefs"
-	"github.com/secretfs/secretfs/projection"
 )
 
 // BenchmarkSubPathRead: the same 10 files of 1 KiB read (open, read,
@@ -22,20 +21,7 @@ import (
 // in µs (per-open-us: 1/stable - 1/links).
 func BenchmarkSubPathRead(b *testing.B) {
 	needRoot(b)
-	files := map[string][]byte{}
-	p := &projection.Payload{Files: map[string]projection.File{}}
-	for i := range 10 {
-		name := fmt.Sprintf("k%d", i)
-		files[name] = value(0, 1024)
-		p.Files[name] = projection.File{Mode: 0o644, Data: files[name]}
-	}
-	names := slices.Sorted(func(yield func(string) bool) {
-		for n := range files {
-			if !yield(n) {
-				return
-			}
-		}
-	})
+	files, p, names := tenFiles()
 	dirs := map[string]string{"tmpfs": mountTmpfs(b, files)}
 	for mode, opts := range map[string]fusefs.Options{"links": {}, "stable": {SubPathUpdates: true}} {
 		fs, err := fusefs.New(opts, p)

@@ -270,11 +270,8 @@ func TestSubPathBinds(t *testing.T) {
 	if !mountns.Enter(t) {
 		return
 	}
-	fs, dir := mount(t, subPath, payload(map[string]string{"username": "u0", "password": "p0", "my-group/my-username": "n0"}, 0o644))
-	work := t.TempDir()
-	file, folder := filepath.Join(work, "username"), filepath.Join(work, "group")
-	bind(t, filepath.Join(dir, "username"), file, false)
-	bind(t, filepath.Join(dir, "my-group"), folder, true)
+	fs, dir, binds := mountBound(t, map[string]string{"username": "u0", "password": "p0", "my-group/my-username": "n0"}, "username", "my-group")
+	file, folder := binds["username"], binds["my-group"]
 	want := func(what, got, want string) {
 		t.Helper()
 		if got != want {
@@ -315,6 +312,25 @@ func TestSubPathBinds(t *testing.T) {
 	waitUntil(t, "the version kept for a removed key goes once the key is back", func() bool { return !fs.hasVersion(kept) })
 }
 
+// mountBound mounts files with SubPathUpdates and binds each of names into
+// a temporary folder, as kubelet binds a container's subPath (only in a
+// private mount namespace); it returns the binds' paths by name.
+func mountBound(t *testing.T, files map[string]string, names ...string) (*FS, string, map[string]string) {
+	t.Helper()
+	fs, dir := mount(t, subPath, payload(files, 0o644))
+	work := t.TempDir()
+	binds := map[string]string{}
+	for _, n := range names {
+		fi, err := os.Stat(filepath.Join(dir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		binds[n] = filepath.Join(work, n)
+		bind(t, filepath.Join(dir, n), binds[n], fi.IsDir())
+	}
+	return fs, dir, binds
+}
+
 func bind(t *testing.T, src, dst string, dir bool) {
 	t.Helper()
 	mountns.Require(t)
@@ -341,11 +357,8 @@ func TestSubPathTakeover(t *testing.T) {
 	if !mountns.Enter(t) {
 		return
 	}
-	fs, dir := mount(t, subPath, payload(map[string]string{"username": "u0", "gone": "g0", "my-group/my-username": "n0"}, 0o644))
-	work := t.TempDir()
-	file, gone := filepath.Join(work, "username"), filepath.Join(work, "gone")
-	bind(t, filepath.Join(dir, "username"), file, false)
-	bind(t, filepath.Join(dir, "gone"), gone, false)
+	fs, dir, binds := mountBound(t, map[string]string{"username": "u0", "gone": "g0", "my-group/my-username": "n0"}, "username", "gone")
+	file, gone := binds["username"], binds["gone"]
 	update(t, fs, map[string]string{"username": "u1", "my-group/my-username": "n1"})
 	fi, err := os.Stat(file)
 	if err != nil {

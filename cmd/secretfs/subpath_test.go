@@ -28,13 +28,7 @@ func TestMountSubPathTakeover(t *testing.T) {
 		return
 	}
 	work := t.TempDir()
-	sock := filepath.Join(work, "keeper.sock")
-	k := exec.Command(bin, "keeper", "--socket", sock)
-	if err := k.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { k.Process.Kill(); k.Wait() })
-	waitFor(t, "keeper socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	sock := startKeeper(t, work)
 	src, dir := filepath.Join(work, "src"), filepath.Join(work, "m")
 	os.Mkdir(src, 0o755)
 	manifest := filepath.Join(src, "s.yaml")
