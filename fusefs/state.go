@@ -49,13 +49,15 @@ type Journal interface {
 }
 
 func (v *version) state() VersionState {
-	s := VersionState{Gen: v.gen, Name: v.name, Created: v.created, Files: map[string]projection.File{},
-		Changed: map[string]time.Time{}}
+	s := VersionState{Gen: v.gen, Name: v.name, Created: v.created, Files: map[string]projection.File{}}
 	for i, n := range v.nodes {
 		if n.mode&syscall.S_IFMT == sIFREG {
 			s.Files[n.path] = projection.File{Mode: n.mode & 0o7777, Data: n.data}
 		}
 		if i > idxData && !n.changed.Equal(v.created) {
+			if s.Changed == nil {
+				s.Changed = map[string]time.Time{}
+			}
 			s.Changed[n.path] = n.changed
 		}
 	}

@@ -125,7 +125,7 @@ func EncodeVersion(v *fusefs.VersionState) []byte {
 
 // DecodeVersion parses a version blob; the file bytes are copied.
 func DecodeVersion(b []byte) (fusefs.VersionState, error) {
-	v := fusefs.VersionState{Files: map[string]projection.File{}, Changed: map[string]time.Time{}}
+	v := fusefs.VersionState{Files: map[string]projection.File{}}
 	seen := false
 	err := fields(b, func(n protowire.Number, _ protowire.Type, val []byte, x uint64) error {
 		switch n {
@@ -148,6 +148,9 @@ func DecodeVersion(b []byte) (fusefs.VersionState, error) {
 			p, t, err := decodeChanged(val)
 			if err != nil {
 				return err
+			}
+			if v.Changed == nil {
+				v.Changed = map[string]time.Time{}
 			}
 			v.Changed[p] = t
 		}
