@@ -26,7 +26,8 @@ import (
 //     choice not to send OPEN holds for the whole connection, so such a
 //     volume answers every OPEN (version files get FOPEN_KEEP_CACHE: their
 //     inodes never change) and pays a round trip per open and release;
-//     max_read and the request size are raised for it (maxRead).
+//     max_read and the request size are raised for it (maxRead). Such a
+//     file cannot be mapped MAP_SHARED (ENODEV); private mappings work.
 //   - The kernel marks an inode bad when its ID comes back with another
 //     type, so the type is part of the ID (stableID): a key that turns
 //     from a file into a folder gets a new ID.
