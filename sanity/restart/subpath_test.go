@@ -20,7 +20,13 @@ import (
 // (SIGTERM) for an upgrade, and the Secrets change while nobody serves.
 // The next plugin takes the mounts over with the same node IDs, so the
 // binds follow.
-func TestSubPathPluginRestart(t *testing.T) {
+func TestSubPathPluginRestart(t *testing.T) { subPathRestarts(t) }
+
+// TestSubPathPluginRestartNoResend is TestSubPathPluginRestart as on a
+// kernel without FUSE_NOTIFY_RESEND (before Linux 6.9, e.g. RHEL 9's 5.14).
+func TestSubPathPluginRestartNoResend(t *testing.T) { subPathRestarts(t, "SECRETFS_NO_RESEND=1") }
+
+func subPathRestarts(t *testing.T, env ...string) {
 	needroot.FUSE(t, "restarts keep FUSE mounts")
 	// It binds into, and kills, servers of mounts: only in a private
 	// mount namespace.
@@ -28,6 +34,7 @@ func TestSubPathPluginRestart(t *testing.T) {
 		return
 	}
 	w := NewWorld(t)
+	w.Env = env
 	bin := Build(t, w.Dir, "secretfs")
 	k := w.StartKeeper(bin)
 	t.Cleanup(func() { w.Cleanup(k) })
