@@ -33,6 +33,13 @@
 // *-cpu-x-tmpfs divide ops per CPU second of the reader (getrusage): the
 // per-op cost, insensitive to how much CPU other processes left the reader.
 //
+// BenchmarkSubPathRead: the same 10 files read through the top-level names
+// of a tmpfs in kubelet's layout, a secretfs volume in that layout and a
+// secretfs volume with SubPathUpdates (stable files, an OPEN, READ and
+// RELEASE per open); 200 ms runs alternate and the median ratios are
+// reported (stable-x-tmpfs, links-x-tmpfs, stable-x-links), with
+// per-open-us: what a stable file's open costs over a link's.
+//
 // BenchmarkUpdateLatency: a folder holding one Secret manifest, mounted with
 // mounted.Mount through the file backend and the cache (Watch strategy). Each
 // op rewrites the manifest the way editors and kubectl do (write a hidden

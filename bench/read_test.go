@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,8 +25,9 @@ func readDuration() time.Duration {
 	return time.Second
 }
 
-func BenchmarkRead(b *testing.B) {
-	needRoot(b)
+// tenFiles is the read benchmarks' volume: 10 files of 1 KiB, as bytes,
+// as a payload, and their sorted names.
+func tenFiles() (map[string][]byte, *projection.Payload, []string) {
 	files := map[string][]byte{}
 	p := &projection.Payload{Files: map[string]projection.File{}}
 	for i := range 10 {
@@ -33,13 +35,12 @@ func BenchmarkRead(b *testing.B) {
 		files[name] = value(0, 1024)
 		p.Files[name] = projection.File{Mode: 0o644, Data: files[name]}
 	}
-	names := slices.Sorted(func(yield func(string) bool) {
-		for n := range files {
-			if !yield(n) {
-				return
-			}
-		}
-	})
+	return files, p, slices.Sorted(maps.Keys(files))
+}
+
+func BenchmarkRead(b *testing.B) {
+	needRoot(b)
+	files, p, names := tenFiles()
 
 	tmpfsDir := mountTmpfs(b, files)
 	fs, err := fusefs.New(fusefs.Options{}, p)

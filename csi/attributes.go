@@ -44,7 +44,8 @@ const (
 )
 
 var knownAttrs = []string{attrSecretName, attrItems, attrDefaultMode, attrOptional,
-	attrChangeDetection, attrTTL, attrSecretNamespace, attrBase64Keys, attrSecretProviderClass, attrSources}
+	attrChangeDetection, attrTTL, attrSecretNamespace, attrBase64Keys, attrSecretProviderClass, attrSources,
+	attrSubPathUpdates}
 
 // staticSecretName stands in for the Secret's name when the data comes from
 // the request's `secrets`: errors then read `secret "ns/nodePublishSecretRef" …`.
@@ -65,6 +66,8 @@ type Attributes struct {
 	// Sources is set for a volume of several sources (sources.go); Spec
 	// then holds what they share: namespace, defaultMode, fsGroup.
 	Sources []SourceAttrs `json:",omitempty"`
+	// SubPathUpdates: stable top-level names (subpath.go).
+	SubPathUpdates bool `json:",omitempty"`
 }
 
 // PodInfo is what kubelet tells about the Pod (podInfoOnMount).
@@ -96,7 +99,8 @@ func ParseVolumeAttributes(volumeID string, vc map[string]string, mountGroup str
 	case isInlineID(volumeID):
 		origin = originInline
 	}
-	return parseAttributes(vc, origin, mountGroup)
+	a, err := parseAttributes(vc, origin, mountGroup)
+	return withSubPath(vc, a, err)
 }
 
 // isInlineID says id is kubelet's id of a CSI inline volume:
@@ -124,7 +128,8 @@ func ParseAttributes(vc map[string]string, ours bool, mountGroup string) (*Attri
 	if ours {
 		origin = originController
 	}
-	return parseAttributes(vc, origin, mountGroup)
+	a, err := parseAttributes(vc, origin, mountGroup)
+	return withSubPath(vc, a, err)
 }
 
 func parseAttributes(vc map[string]string, origin volumeOrigin, mountGroup string) (*Attributes, error) {

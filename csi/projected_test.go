@@ -63,6 +63,9 @@ func TestParseSourcesAttributes(t *testing.T) {
 	if ms := a.mountedSources(); ms[1].Fed != `secretProviderClass "team/vault-db"` {
 		t.Errorf("class source named %q", ms[1].Fed)
 	}
+	if a := mustParse(t, pod("sources", two, "subPathUpdates", "true")); !a.SubPathUpdates {
+		t.Errorf("subPathUpdates with sources: %+v", a)
+	}
 	if a := mustParse(t, pod("sources", `[{"secret": {"name": "a", "optional": "true"}}]`)); !a.Sources[0].Secret.Optional {
 		t.Errorf("optional \"true\" as a string: %+v", a.Sources[0].Secret)
 	}

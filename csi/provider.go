@@ -32,7 +32,7 @@ type ProviderAttrs struct {
 // providerAttrs are the attributes a provider volume accepts besides
 // kubelet's pod info keys. items, optional, secretNamespace and
 // base64Keys describe a Secret and mean nothing here.
-var providerAttrs = []string{attrSecretProviderClass, attrDefaultMode, attrChangeDetection, attrTTL}
+var providerAttrs = []string{attrSecretProviderClass, attrDefaultMode, attrChangeDetection, attrTTL, attrSubPathUpdates}
 
 // parseProviderAttributes is ParseAttributes for a volume with
 // secretProviderClass. The class is always the pod's namespace's.

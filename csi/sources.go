@@ -38,7 +38,7 @@ type SecretSource struct {
 
 // sourcesAttrs are the attributes a volume with sources accepts besides
 // kubelet's pod info keys; items and optional belong in each source.
-var sourcesAttrs = []string{attrSources, attrDefaultMode, attrChangeDetection, attrTTL, attrSecretNamespace}
+var sourcesAttrs = []string{attrSources, attrDefaultMode, attrChangeDetection, attrTTL, attrSecretNamespace, attrSubPathUpdates}
 
 // parseSourcesAttributes is ParseAttributes for a volume with `sources`.
 func parseSourcesAttributes(vc map[string]string, origin volumeOrigin, mountGroup string) (*Attributes, error) {

@@ -96,7 +96,8 @@ func (d *Driver) volumeConfig(target string, mt *mount, a *Attributes) mounted.C
 		// CSI volumes are root's, as kubelet's secret volumes are; fsGroup sets
 		// the group and setgid folders. Pods run as other users, so the
 		// mount allows them (the file modes decide).
-		FS:     fusefs.Options{UID: 0, GID: 0, FSGroup: a.Spec.FSGroup, Name: mountSource, AllowOther: true},
+		FS: fusefs.Options{UID: 0, GID: 0, FSGroup: a.Spec.FSGroup, Name: mountSource, AllowOther: true,
+			SubPathUpdates: a.SubPathUpdates},
 		Logger: d.log.With("volume", volumeID),
 		Keeper: d.cfg.Keeper,
 		Meta:   d.meta(volumeID, key, a, id),

@@ -14,6 +14,16 @@
 // shows (open files of an old version keep reading it), and a later server
 // rebuilds every ID the kernel holds from a Snapshot (state.go).
 //
+// With Options.SubPathUpdates (stable.go) every path below the root is
+// instead a stable node: a real file or folder whose ID is derived from
+// its path and type alone and which shows the current version, so that a
+// bind of it (kubelet's subPath) follows updates. Such a volume answers
+// OPEN (a stable file with FOPEN_DIRECT_IO and a handle naming its
+// version), is invalidated with FUSE_NOTIFY_INVAL_INODE and INVAL_ENTRY,
+// never DELETE, and keeps a removed path's bytes while the kernel holds
+// its node; `..data` and the version folders stay as they are. stable.go
+// lists what the kernel imposes and how each point is met.
+//
 // A version's life (build, switch, grace, retire, wipe) is written once, as
 // a numbered list, in the doc comment of Update; the functions it names
 // are in update.go, version.go, bytes.go and, for the bytes, package

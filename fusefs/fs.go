@@ -45,7 +45,11 @@ type Options struct {
 	// (mount option allow_other; FSGroup implies it). A regular user
 	// needs user_allow_other in /etc/fuse.conf for it.
 	AllowOther bool
-	Logger     *slog.Logger
+	// SubPathUpdates makes every top-level name a real file or folder
+	// with a stable inode that shows the current version (stable.go),
+	// so that a bind of it (a container's subPath) follows updates.
+	SubPathUpdates bool
+	Logger         *slog.Logger
 	// OnUnmount, if set, is called once the mount is gone and wiped
 	// (saves every owner a goroutine waiting on Done).
 	OnUnmount func()
@@ -67,6 +71,10 @@ type FS struct {
 	cur      *version
 	versions map[uint64]*version // current and retired-but-referenced
 	links    map[uint64]string   // link ID → top-level name (add only)
+	// stable holds the stable nodes the kernel may hold (SubPathUpdates
+	// only), under stableMu, which is taken after mu when both are.
+	stableMu sync.Mutex
+	stable   map[uint64]*stableNode
 	switched time.Time
 
 	dir      string
@@ -97,6 +105,7 @@ func New(opts Options, p *projection.Payload) (*FS, error) {
 		start:         time.Now(),
 		versions:      map[uint64]*version{},
 		links:         map[uint64]string{},
+		stable:        map[uint64]*stableNode{},
 		fd:            -1,
 		done:          make(chan struct{}),
 	}
@@ -108,6 +117,7 @@ func New(opts Options, p *projection.Payload) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
+	v.stamp(nil, nil)
 	fs.install(v)
 	return fs, nil
 }
@@ -117,6 +127,9 @@ func (fs *FS) install(v *version) {
 	fs.cur = v
 	fs.versions[v.gen] = v
 	fs.switched = v.created
+	if fs.opts.SubPathUpdates {
+		return // no links: the top-level names are stable nodes
+	}
 	for _, name := range v.top {
 		fs.links[linkID(name)] = name
 	}

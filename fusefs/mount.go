@@ -21,6 +21,23 @@ import (
 // over a mount must use the same value (the kernel negotiated it at INIT).
 const MaxWrite = 4096
 
+// SubPathMaxRead is MaxWrite, max_read and so the largest READ of a
+// SubPathUpdates volume: its stable files are read past the page cache
+// (FOPEN_DIRECT_IO), one request per max_read bytes, so a 100 KiB value is
+// one round trip instead of 25. The kernel caps requests at max_pages,
+// which go-fuse derives from MaxWrite (and which is 32 pages, 128 KiB,
+// before Linux 4.20).
+const SubPathMaxRead = 128 << 10
+
+// maxRead is the volume's MaxWrite and max_read (see MaxWrite): a server
+// taking the mount over derives the same from the snapshot.
+func (fs *FS) maxRead() int {
+	if fs.opts.SubPathUpdates {
+		return SubPathMaxRead
+	}
+	return MaxWrite
+}
+
 // fsType is the mount's type as /proc/self/mountinfo shows it.
 const fsType = "fuse.secretfs"
 
@@ -31,7 +48,7 @@ func (fs *FS) serverOptions() *fuse.MountOptions {
 		DisableXAttrs:        true,
 		DisableReadDirPlus:   true,
 		EnableSymlinkCaching: true,
-		MaxWrite:             MaxWrite,
+		MaxWrite:             fs.maxRead(),
 		MaxBackground:        16,
 		// One request in flight per mount: one reader goroutine per
 		// mount instead of up to GOMAXPROCS+1. Every handler answers
@@ -94,7 +111,7 @@ func (fs *FS) mountDirect(dir string) (int, error) {
 		"rootmode=40000",
 		fmt.Sprintf("user_id=%d", os.Geteuid()),
 		fmt.Sprintf("group_id=%d", os.Getegid()),
-		fmt.Sprintf("max_read=%d", MaxWrite),
+		fmt.Sprintf("max_read=%d", fs.maxRead()),
 		"default_permissions",
 	}
 	if fs.allowOther() {
@@ -113,7 +130,7 @@ func (fs *FS) mountDirect(dir string) (int, error) {
 func (fs *FS) fusermountOptions() []string {
 	opts := []string{
 		"ro", "nosuid", "nodev", "default_permissions",
-		fmt.Sprintf("max_read=%d", MaxWrite),
+		fmt.Sprintf("max_read=%d", fs.maxRead()),
 		"fsname=" + fs.opts.Name,
 		"subtype=" + strings.TrimPrefix(fsType, "fuse."),
 	}

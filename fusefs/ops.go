@@ -17,6 +17,11 @@ func (fs *FS) Lookup(_ <-chan struct{}, h *fuse.InHeader, name string, out *fuse
 		r, id = fs.lookupRoot(name)
 	case kindLink:
 		return fuse.Status(syscall.ENOTDIR)
+	case kindStable:
+		if !parent.v.nodes[parent.idx].isDir() {
+			return fuse.Status(syscall.ENOTDIR)
+		}
+		r, id = fs.lookupStable(parent.v, parent.name, name)
 	case kindNode:
 		if parent.v.nodes[parent.idx].mode&syscall.S_IFMT != sIFDIR {
 			return fuse.Status(syscall.ENOTDIR)
@@ -39,6 +44,10 @@ func (fs *FS) Lookup(_ <-chan struct{}, h *fuse.InHeader, name string, out *fuse
 
 // Forget lets a retired version go once the kernel holds none of its nodes.
 func (fs *FS) Forget(id, nlookup uint64) {
+	if id&linkBit != 0 && fs.opts.SubPathUpdates {
+		fs.forgetStable(id, nlookup)
+		return
+	}
 	if id == rootID || id&linkBit != 0 {
 		return
 	}
@@ -81,8 +90,44 @@ func (fs *FS) Readlink(_ <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status
 // RELEASE for the whole mount and keeps file pages cached, so a warm
 // open+read+close costs no round trip. Every version has its own inodes,
 // so cached pages are never stale.
-func (fs *FS) Open(_ <-chan struct{}, _ *fuse.OpenIn, _ *fuse.OpenOut) fuse.Status {
-	return fuse.ENOSYS
+//
+// A SubPathUpdates volume answers instead (the kernel's choice is for the
+// whole connection): a stable file's open names the version it shows in
+// its handle and reads past the page cache, which its inode shares with
+// every other open (see stable.go); a version's file keeps its pages.
+func (fs *FS) Open(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	if !fs.opts.SubPathUpdates {
+		return fuse.ENOSYS
+	}
+	fs.mu.RLock()
+	defer fs.mu.RUnlock()
+	r := fs.resolve(in.NodeId)
+	switch {
+	case r.kind == kindNone:
+		return fuse.Status(syscall.ESTALE)
+	case r.kind == kindStable && r.v.nodes[r.idx].isDir():
+		return fuse.Status(syscall.EISDIR)
+	case r.kind == kindStable:
+		r.v.opens.Add(1) // until Release: the version stays
+		out.Fh = r.v.gen
+		out.OpenFlags = fuse.FOPEN_DIRECT_IO
+	default:
+		out.OpenFlags = fuse.FOPEN_KEEP_CACHE
+	}
+	return fuse.OK
+}
+
+// Release ends an open of a stable file: its version may go.
+func (fs *FS) Release(_ <-chan struct{}, in *fuse.ReleaseIn) {
+	if in.Fh == 0 {
+		return
+	}
+	fs.mu.RLock()
+	v := fs.versions[in.Fh]
+	fs.mu.RUnlock()
+	if v != nil && v.opens.Add(-1) <= 0 {
+		fs.maybeDrop(v)
+	}
 }
 
 func (fs *FS) Flush(_ <-chan struct{}, _ *fuse.FlushIn) fuse.Status { return fuse.ENOSYS }
@@ -91,7 +136,10 @@ func (fs *FS) Read(_ <-chan struct{}, in *fuse.ReadIn, _ []byte) (fuse.ReadResul
 	fs.mu.RLock()
 	defer fs.mu.RUnlock()
 	r := fs.resolve(in.NodeId)
-	if r.kind != kindNode {
+	if r.kind == kindStable {
+		r = fs.opened(r, in.Fh)
+	}
+	if r.kind != kindNode && r.kind != kindStable {
 		return nil, fuse.Status(syscall.ESTALE)
 	}
 	n := &r.v.nodes[r.idx]
@@ -111,9 +159,9 @@ func (fs *FS) OpenDir(_ <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fus
 	defer fs.mu.RUnlock()
 	r := fs.resolve(in.NodeId)
 	switch {
-	case r.kind == kindRoot, r.kind == kindNode && r.v.nodes[r.idx].mode&syscall.S_IFMT == sIFDIR:
-		// Listings are cached by the kernel until the root is invalidated
-		// at a switch; version folders never change.
+	case r.kind == kindRoot, (r.kind == kindNode || r.kind == kindStable) && r.v.nodes[r.idx].isDir():
+		// Listings are cached by the kernel until the root (or a stable
+		// folder) is invalidated at a switch; version folders never change.
 		out.OpenFlags = fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
 		return fuse.OK
 	case r.kind == kindNone:
@@ -137,9 +185,9 @@ func (fs *FS) ReadDir(_ <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList
 			fuse.DirEntry{Name: v.name, Mode: sIFDIR, Ino: v.id(idxFolder)},
 			fuse.DirEntry{Name: "..data", Mode: sIFLNK, Ino: v.id(idxData)})
 		for _, name := range v.top {
-			ents = append(ents, fuse.DirEntry{Name: name, Mode: sIFLNK, Ino: linkID(name)})
+			ents = append(ents, fs.topEntry(v, name))
 		}
-	case kindNode:
+	case kindNode, kindStable:
 		n := &r.v.nodes[r.idx]
 		ents = make([]fuse.DirEntry, 0, 2+len(n.children))
 		ents = append(ents,
@@ -147,7 +195,11 @@ func (fs *FS) ReadDir(_ <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList
 			fuse.DirEntry{Name: "..", Mode: sIFDIR, Ino: rootID})
 		for _, c := range n.children {
 			cn := &r.v.nodes[c]
-			ents = append(ents, fuse.DirEntry{Name: cn.name, Mode: cn.mode & syscall.S_IFMT, Ino: r.v.id(c)})
+			ino := r.v.id(c)
+			if r.kind == kindStable {
+				ino = stableID(cn.path, cn.isDir())
+			}
+			ents = append(ents, fuse.DirEntry{Name: cn.name, Mode: cn.mode & syscall.S_IFMT, Ino: ino})
 		}
 	default:
 		return fuse.Status(syscall.ESTALE)

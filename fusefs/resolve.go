@@ -9,13 +9,14 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// ref is what a node ID stands for: the root, a top-level link, or a node
-// of one version.
+// ref is what a node ID stands for: the root, a top-level link, a node
+// of one version, or a stable node (stable.go) and the node it shows.
 type ref struct {
-	kind refKind
-	name string   // kindLink: the top-level name
-	v    *version // kindNode
-	idx  uint32   // kindNode
+	kind   refKind
+	name   string   // kindLink: the top-level name; kindStable: the path
+	v      *version // kindNode, kindStable
+	idx    uint32   // kindNode, kindStable
+	orphan bool     // kindStable: the path is gone from the current version
 }
 
 type refKind uint8
@@ -25,6 +26,7 @@ const (
 	kindRoot
 	kindLink
 	kindNode
+	kindStable
 )
 
 // resolve maps a node ID to what it shows. Callers hold fs.mu for reading.
@@ -32,6 +34,8 @@ func (fs *FS) resolve(id uint64) ref {
 	switch {
 	case id == rootID:
 		return ref{kind: kindRoot}
+	case id&linkBit != 0 && fs.opts.SubPathUpdates:
+		return fs.resolveStable(id)
 	case id&linkBit != 0:
 		if name, ok := fs.links[id]; ok {
 			return ref{kind: kindLink, name: name}
@@ -58,6 +62,8 @@ func (fs *FS) lookupRoot(name string) (ref, uint64) {
 				return ref{kind: kindNode, v: o, idx: idxFolder}, o.id(idxFolder)
 			}
 		}
+	case fs.opts.SubPathUpdates:
+		return fs.lookupStable(v, "", name)
 	default:
 		if _, ok := slices.BinarySearch(v.top, name); ok {
 			id := linkID(name)
@@ -82,7 +88,7 @@ func (fs *FS) attr(r ref, id uint64, out *fuse.Attr) {
 		out.Nlink = 1
 		out.Size = uint64(len("..data/") + len(r.name))
 		t = fs.start
-	case kindNode:
+	case kindNode, kindStable:
 		n := &r.v.nodes[r.idx]
 		out.Mode = n.mode
 		out.Size = uint64(len(n.data))
@@ -92,6 +98,12 @@ func (fs *FS) attr(r ref, id uint64, out *fuse.Attr) {
 			out.Size = uint64(20 * (2 + len(n.children)))
 		}
 		t = r.v.created
+		if r.kind == kindStable {
+			t = n.changed
+		}
+		if r.orphan {
+			out.Nlink = 0 // gone from the volume, held open: unlinked
+		}
 	}
 	out.Blocks = (out.Size + 511) / 512
 	out.SetTimes(&t, &t, &t)

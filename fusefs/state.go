@@ -20,6 +20,9 @@ type Snapshot struct {
 	Current  uint64
 	Versions []VersionState
 	Links    []string // every top-level name ever linked
+	// SubPath: the volume has stable nodes (Options.SubPathUpdates);
+	// their IDs mean nothing to a server that does not know it.
+	SubPath bool
 }
 
 // VersionState is one version as a snapshot carries it.
@@ -28,6 +31,9 @@ type VersionState struct {
 	Name    string
 	Created time.Time
 	Files   map[string]projection.File
+	// Changed is when each path (files and folders) last changed as a
+	// stable node shows it (its mtime); nil or missing: Created.
+	Changed map[string]time.Time
 	// mem, once Lock has run, holds the bytes of Files (never encoded).
 	mem *secmem.Block
 }
@@ -44,9 +50,15 @@ type Journal interface {
 
 func (v *version) state() VersionState {
 	s := VersionState{Gen: v.gen, Name: v.name, Created: v.created, Files: map[string]projection.File{}}
-	for _, n := range v.nodes {
+	for i, n := range v.nodes {
 		if n.mode&syscall.S_IFMT == sIFREG {
 			s.Files[n.path] = projection.File{Mode: n.mode & 0o7777, Data: n.data}
+		}
+		if i > idxData && !n.changed.Equal(v.created) {
+			if s.Changed == nil {
+				s.Changed = map[string]time.Time{}
+			}
+			s.Changed[n.path] = n.changed
 		}
 	}
 	return s
@@ -74,7 +86,7 @@ func (fs *FS) DropJournal() {
 }
 
 func (fs *FS) snapshot() Snapshot {
-	s := Snapshot{Start: fs.start, Current: fs.cur.gen}
+	s := Snapshot{Start: fs.start, Current: fs.cur.gen, SubPath: fs.opts.SubPathUpdates}
 	for _, v := range fs.versions {
 		s.Versions = append(s.Versions, v.state())
 	}
@@ -89,7 +101,10 @@ func (fs *FS) snapshot() Snapshot {
 // Restore rebuilds the filesystem of a live mount from a snapshot; Serve
 // then takes the mount over. The kernel's lookup counts of restored
 // versions are unknown, so they are never dropped before the unmount.
+// The snapshot, not opts, says whether the volume has stable nodes: the
+// kernel holds the IDs the earlier server gave.
 func Restore(opts Options, s Snapshot) (*FS, error) {
+	opts.SubPathUpdates = s.SubPath
 	fs, err := New(opts, &projection.Payload{})
 	if err != nil {
 		return nil, err
@@ -106,6 +121,7 @@ func Restore(opts Options, s Snapshot) (*FS, error) {
 		v.name = vs.Name
 		v.nodes[idxFolder].name = vs.Name
 		v.nodes[idxData].data = []byte(vs.Name)
+		v.stamp(nil, vs.Changed)
 		v.refsUnknown = true
 		fs.versions[v.gen] = v
 		if v.gen == s.Current {
@@ -119,6 +135,10 @@ func Restore(opts Options, s Snapshot) (*FS, error) {
 		return nil, fmt.Errorf("snapshot has no current version %d", s.Current)
 	}
 	fs.install(cur)
+	if fs.opts.SubPathUpdates {
+		fs.restoreStable()
+		return fs, nil
+	}
 	for _, name := range s.Links {
 		fs.links[linkID(name)] = name
 	}

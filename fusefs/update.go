@@ -29,11 +29,14 @@ var ErrUnmounted = errors.New("volume is unmounted")
 //  4. Invalidate: invalidate tells the kernel to drop its cached entries of
 //     the old version (FUSE_NOTIFY_DELETE, which also gives watchers
 //     IN_DELETE_SELF); files opened before keep reading the old version.
+//     In a SubPathUpdates volume the stable nodes that changed are
+//     invalidated instead of deleted (stableNotices).
 //  5. Grace: after Options.Grace, hide stops finding the old folder by name
 //     and tells the kernel it is gone; readers who resolved `..data` just
 //     before the switch had the grace to open their files.
-//  6. Retire: maybeDrop, called by hide and again by every Forget, removes
-//     a hidden version once the kernel holds none of its nodes, and tells
+//  6. Retire: maybeDrop, called by hide and again by every Forget (and
+//     Release), removes a hidden version once the kernel holds none of its
+//     nodes, no open names it and no stable node shows it, and tells
 //     the journal (Journal.DropVersion). Versions restored from a snapshot
 //     have unknown lookup counts and are kept until the unmount.
 //  7. Wipe: version.wipe releases the block; the last holder zeroes and
@@ -51,6 +54,7 @@ func (fs *FS) Update(p *projection.Payload) error {
 		fs.mu.Unlock()
 		return err
 	}
+	v.stamp(old, nil)
 	// Write ahead: the keeper learns of the version before the kernel can
 	// see a node of it, so a server that dies mid-switch is replaced by
 	// one that can answer for every ID the kernel holds.
@@ -66,6 +70,9 @@ func (fs *FS) Update(p *projection.Payload) error {
 
 	fs.invalidate(old, v)
 	time.AfterFunc(fs.opts.Grace, func() { fs.hide(old) })
+	if fs.opts.SubPathUpdates {
+		fs.dropUnpinned() // a path that came back frees the version kept for it
+	}
 	fs.opts.Logger.Debug("volume switched", "mount", fs.dir, "version", v.gen, "files", len(p.Files), "bytes", v.size)
 	return nil
 }
@@ -79,6 +86,10 @@ func (fs *FS) invalidate(old, v *version) {
 	// looked up again by a reader who resolved the old folder gets its
 	// inode back, since we still answer for the old version.
 	ns = appendTree(ns, old, idxFolder, false)
+	if fs.opts.SubPathUpdates {
+		fs.notify(append(append(ns, fs.stableNotices(old, v)...), Notice{Op: NoticeInode, Parent: rootID}))
+		return
+	}
 	for _, name := range old.top {
 		if _, ok := slices.BinarySearch(v.top, name); !ok {
 			ns = append(ns, Notice{Op: NoticeDelete, Parent: rootID, Child: linkID(name), Name: name})
@@ -147,11 +158,13 @@ func (fs *FS) hide(v *version) {
 // secret memory that is unmapped when its last holder lets go, so a read
 // after wipe would fault, not just see zeros. They are let go at only two
 // points, and both are after the last possible read:
-//  1. here, once the kernel has forgotten every node of the version. The
-//     kernel holds a node for the whole life of any request on it (a READ
-//     keeps its file open; readahead keeps its pages locked until the
-//     reply), so no reply is being written from these bytes: go-fuse
-//     writes a Read's result straight from our slice after Read returned.
+//  1. here, once the kernel has forgotten every node of the version and
+//     released every open of a stable file that named it. The kernel
+//     holds a node for the whole life of any request on it (a READ keeps
+//     its file open, and RELEASE comes after the last read returned;
+//     readahead keeps its pages locked until the reply), so no reply is
+//     being written from these bytes: go-fuse writes a Read's result
+//     straight from our slice after Read returned.
 //  2. in wipeAll, once Serve has returned: go-fuse waits there for every
 //     request loop, so no handler runs.
 //
@@ -159,11 +172,11 @@ func (fs *FS) hide(v *version) {
 // keeper) does so under fs.mu while the version is in fs.versions, and
 // both points above remove it under the write lock first.
 func (fs *FS) maybeDrop(v *version) {
-	if !v.hidden.Load() || v.refs.Load() > 0 || v.refsUnknown {
+	if !v.hidden.Load() || v.refs.Load() > 0 || v.opens.Load() > 0 || v.refsUnknown {
 		return
 	}
 	fs.mu.Lock()
-	if fs.versions[v.gen] != v || v.refs.Load() > 0 {
+	if fs.versions[v.gen] != v || v.refs.Load() > 0 || v.opens.Load() > 0 || fs.opts.SubPathUpdates && fs.pinned(v) {
 		fs.mu.Unlock()
 		return
 	}

@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"bytes"
 	"fmt"
 	"path"
 	"slices"
@@ -31,6 +32,7 @@ type version struct {
 	top  []string
 
 	refs   atomic.Int64 // kernel lookups not yet forgotten
+	opens  atomic.Int64 // open handles of stable files naming this version
 	hidden atomic.Bool  // grace over: no longer found by name
 	// refsUnknown: restored from a snapshot, so lookups made by the
 	// previous server are not counted; kept until the unmount.
@@ -44,7 +46,12 @@ type node struct {
 	data     []byte // file content (a slice of mem) or link target
 	children []uint32
 	subdirs  uint32
+	// changed is when the node last changed as seen through a stable
+	// node: its mtime and ctime there (see stamp).
+	changed time.Time
 }
+
+func (n *node) isDir() bool { return n.mode&syscall.S_IFMT == sIFDIR }
 
 const (
 	genShift  = 24
@@ -109,6 +116,53 @@ func (v *version) add(parent uint32, n node) uint32 {
 	v.byPath[n.path] = idx
 	v.nodes[parent].children = append(v.nodes[parent].children, idx)
 	return idx
+}
+
+// stamp sets each node's changed time: as recorded (a restored version),
+// else kept from prev where the node shows the same there (same type and
+// mode, and the same bytes or the same entries), else the version's
+// creation, and never earlier than a changed node's time in prev, so a
+// stable file's mtime advances at each switch that changes it.
+func (v *version) stamp(prev *version, recorded map[string]time.Time) {
+	for i := range v.nodes {
+		n := &v.nodes[i]
+		n.changed = v.created
+		if t, ok := recorded[n.path]; ok {
+			n.changed = t
+			continue
+		}
+		if prev == nil || i == idxData {
+			continue
+		}
+		j, ok := prev.byPath[n.path]
+		if !ok {
+			continue
+		}
+		switch o := &prev.nodes[j]; {
+		case v.sameAs(uint32(i), prev, j):
+			n.changed = o.changed
+		case !n.changed.After(o.changed):
+			n.changed = o.changed.Add(time.Nanosecond)
+		}
+	}
+}
+
+// sameAs reports whether node i shows what node j of o shows.
+func (v *version) sameAs(i uint32, o *version, j uint32) bool {
+	a, b := &v.nodes[i], &o.nodes[j]
+	if a.mode != b.mode || len(a.children) != len(b.children) {
+		return false
+	}
+	if !a.isDir() {
+		return bytes.Equal(a.data, b.data)
+	}
+	for k, c := range a.children {
+		x, y := &v.nodes[c], &o.nodes[b.children[k]]
+		if x.name != y.name || x.mode&syscall.S_IFMT != y.mode&syscall.S_IFMT {
+			return false
+		}
+	}
+	return true
 }
 
 // child finds name inside the folder at index dir.

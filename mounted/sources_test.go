@@ -10,11 +10,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/secretfs/secretfs/backend/file"
 	"github.com/secretfs/secretfs/cache"
+	"github.com/secretfs/secretfs/fusefs"
 	"github.com/secretfs/secretfs/mounted"
 	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/sanity/needroot"
@@ -274,5 +276,35 @@ func TestSourcesRefreshGet(t *testing.T) {
 	}
 	if content(dir, "x") != "2" || e.switches() != 1 {
 		t.Errorf("a conflicting refresh switched")
+	}
+}
+
+// With subPathUpdates a volume of several sources has real top-level
+// files whose inode stays while either source changes them.
+func TestSourcesSubPathUpdates(t *testing.T) {
+	e := newSrcEnv(t)
+	e.write(t, map[string][]string{"a": {"x=1"}, "b": {"z=1"}})
+	dir := filepath.Join(t.TempDir(), "m")
+	os.Mkdir(dir, 0o755)
+	log := slog.New(slog.NewTextHandler(e.log, nil))
+	v, err := mounted.Mount(context.Background(), e.cache, dir, mounted.Config{Sources: []mounted.Source{src("a", false), src("b", false)},
+		FS: fusefs.Options{SubPathUpdates: true}, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Unmount(); <-v.Done() })
+	ino := func(name string) uint64 {
+		t.Helper()
+		fi, err := os.Lstat(filepath.Join(dir, name))
+		if err != nil || !fi.Mode().IsRegular() {
+			t.Fatalf("%s: %v, %v; want a regular file", name, fi, err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	x, z := ino("x"), ino("z")
+	e.write(t, map[string][]string{"a": {"x=2"}, "b": {"z=2"}})
+	eventually(t, "both sources' update", func() bool { return content(dir, "x") == "2" && content(dir, "z") == "2" })
+	if ino("x") != x || ino("z") != z {
+		t.Errorf("the inodes changed with the update")
 	}
 }

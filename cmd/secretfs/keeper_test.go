@@ -29,13 +29,7 @@ func TestKeeperSurvivesKills(t *testing.T) {
 		kills = 2
 	}
 	work := t.TempDir()
-	sock := filepath.Join(work, "keeper.sock")
-	k := exec.Command(bin, "keeper", "--socket", sock)
-	if err := k.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { k.Process.Kill(); k.Wait() })
-	waitFor(t, "keeper socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	sock := startKeeper(t, work)
 
 	src := filepath.Join(work, "src")
 	os.Mkdir(src, 0o755)
@@ -159,6 +153,20 @@ func TestKeeperSurvivesKills(t *testing.T) {
 		t.Errorf("%d read errors (first: %v), %d mixed versions over %d reads", errs.Load(), firstErr.Load(), mixed.Load(), reads.Load())
 	}
 	t.Logf("%d kills, %d updates, %d reads; down-to-reading-again times: %s", kills, n, reads.Load(), durations(stalls))
+}
+
+// startKeeper runs `secretfs keeper` on a socket in work until the test
+// ends and returns the socket's path once it listens.
+func startKeeper(t *testing.T, work string) string {
+	t.Helper()
+	sock := filepath.Join(work, "keeper.sock")
+	k := exec.Command(bin, "keeper", "--socket", sock)
+	if err := k.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Process.Kill(); k.Wait() })
+	waitFor(t, "keeper socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	return sock
 }
 
 func readAt(dir *os.File, name string) ([]byte, error) {

@@ -26,7 +26,7 @@ const mountSynopsis = `secretfs mount --source SOURCE [--namespace NS]
                --secret NAME [--item KEY=PATH[:MODE]]... [--secret NAME [--item ...]...]...
                [--default-mode MODE] [--optional]
                [--change-detection Watch|Cache|Get] [--ttl DURATION]
-               [--fs-group GID] [--allow-other] MOUNTPOINT
+               [--fs-group GID] [--allow-other] [--subpath-updates] MOUNTPOINT
 
 Shows a Secret's keys as files at MOUNTPOINT, exactly as a Pod sees a
 Kubernetes secret volume (..data, per-key links, modes), without writing
@@ -69,6 +69,7 @@ type mountFlags struct {
 	fsGroup           gidFlag
 	allowOther        bool
 	keeper            string
+	subPathUpdates    bool
 }
 
 func (m *mountFlags) bind(fs *flag.FlagSet) {
@@ -83,6 +84,7 @@ func (m *mountFlags) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&m.ttl, "ttl", time.Minute, "re-read period for Cache and Get")
 	fs.Var(&m.fsGroup, "fs-group", "group owning every file; files gain group read (as a Pod's fsGroup); implies --allow-other")
 	fs.BoolVar(&m.allowOther, "allow-other", false, "let other users open the files (their modes decide); a regular user needs user_allow_other in /etc/fuse.conf")
+	fs.BoolVar(&m.subPathUpdates, "subpath-updates", false, "top-level names are real files and folders whose inode follows the Secret (a bind of one follows updates); costs a round trip per open")
 	fs.StringVar(&m.keeper, "keeper", "", "socket of a 'secretfs keeper' that keeps the mount alive if this process dies; run again with the same arguments to take it back")
 }
 
@@ -136,7 +138,7 @@ func runMount(args []string, _, stderr io.Writer) int {
 		Strategy: strategy, TTL: m.ttl, Logger: log,
 		// The runner owns the files, so a 0400 file stays readable to them.
 		FS: fusefs.Options{UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), FSGroup: m.fsGroup.gid,
-			AllowOther: m.allowOther},
+			AllowOther: m.allowOther, SubPathUpdates: m.subPathUpdates},
 	}
 	shows := volumeOf(&cfg, specs)
 	if m.keeper != "" {

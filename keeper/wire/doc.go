@@ -75,10 +75,15 @@
 // only id, gen and kind; only servers decode them (Head, DecodeVersion).
 //
 //	head:    1 start (varint, Unix nanoseconds), 2 current (varint gen),
-//	         3 link (bytes, repeated: every top-level name ever linked)
+//	         3 link (bytes, repeated: every top-level name ever linked),
+//	         4 subpath (varint, 1: the volume has stable nodes, whose IDs
+//	         a server must rebuild; see fusefs.Options.SubPathUpdates)
 //	version: 1 gen (varint), 2 name (bytes: the ..<timestamp> folder),
 //	         3 created (varint, Unix nanoseconds), 4 file (message,
-//	         repeated: 1 path (bytes), 2 mode (varint), 3 data (bytes))
+//	         repeated: 1 path (bytes), 2 mode (varint), 3 data (bytes)),
+//	         5 changed (message, repeated: 1 path (bytes), 2 when the
+//	         path last changed as a stable node shows it (varint, Unix
+//	         nanoseconds); absent: created)
 //
 // # Compatibility rule
 //

@@ -3,6 +3,7 @@ package wire
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -19,11 +20,12 @@ type Head struct {
 	Start   time.Time
 	Current uint64
 	Links   []string // sorted
+	SubPath bool     // stable nodes (fusefs.Snapshot.SubPath)
 }
 
 // HeadOf is s's head.
 func HeadOf(s *fusefs.Snapshot) Head {
-	return Head{Start: s.Start, Current: s.Current, Links: slices.Clone(s.Links)}
+	return Head{Start: s.Start, Current: s.Current, Links: slices.Clone(s.Links), SubPath: s.SubPath}
 }
 
 // Link adds the first element of a file path to the sorted link names.
@@ -43,6 +45,9 @@ func (h *Head) Encode() []byte {
 		b = protowire.AppendTag(b, 3, protowire.BytesType)
 		b = protowire.AppendString(b, l)
 	}
+	if h.SubPath {
+		b = appendVarint(b, 4, 1)
+	}
 	return b
 }
 
@@ -58,9 +63,11 @@ func DecodeHead(b []byte) (Head, error) {
 			h.Current, seen = x, true
 		case 3:
 			h.Links = append(h.Links, string(v))
+		case 4:
+			h.SubPath = x == 1
 		}
 		return nil
-	}, map[protowire.Number]protowire.Type{1: protowire.VarintType, 2: protowire.VarintType, 3: protowire.BytesType})
+	}, map[protowire.Number]protowire.Type{1: protowire.VarintType, 2: protowire.VarintType, 3: protowire.BytesType, 4: protowire.VarintType})
 	if err == nil && !seen {
 		err = fmt.Errorf("no current version")
 	}
@@ -78,6 +85,9 @@ func EncodeVersion(v *fusefs.VersionState) []byte {
 	room := 64 + len(v.Name) // one buffer: see Message.room
 	for p, f := range v.Files {
 		room += 48 + len(p) + len(f.Data)
+	}
+	for p := range v.Changed {
+		room += 32 + len(p)
 	}
 	b := make([]byte, 0, room)
 	fb := make([]byte, 0, 256)
@@ -103,6 +113,13 @@ func EncodeVersion(v *fusefs.VersionState) []byte {
 		b = protowire.AppendBytes(b, fb)
 	}
 	clear(fb[:cap(fb)])
+	var cb []byte // no secret in it
+	for _, p := range slices.Sorted(maps.Keys(v.Changed)) {
+		cb = appendBytes(cb[:0], 1, []byte(p))
+		cb = appendVarint(cb, 2, uint64(v.Changed[p].UnixNano()))
+		b = protowire.AppendTag(b, 5, protowire.BytesType)
+		b = protowire.AppendBytes(b, cb)
+	}
 	return b
 }
 
@@ -127,10 +144,19 @@ func DecodeVersion(b []byte) (fusefs.VersionState, error) {
 				return fmt.Errorf("file %d appears twice", len(v.Files))
 			}
 			v.Files[p] = f
+		case 5:
+			p, t, err := decodeChanged(val)
+			if err != nil {
+				return err
+			}
+			if v.Changed == nil {
+				v.Changed = map[string]time.Time{}
+			}
+			v.Changed[p] = t
 		}
 		return nil
 	}, map[protowire.Number]protowire.Type{1: protowire.VarintType, 2: protowire.BytesType,
-		3: protowire.VarintType, 4: protowire.BytesType})
+		3: protowire.VarintType, 4: protowire.BytesType, 5: protowire.BytesType})
 	if err == nil && !seen {
 		err = fmt.Errorf("no generation")
 	}
@@ -171,13 +197,32 @@ func decodeFile(b []byte) (string, projection.File, error) {
 	return p, f, nil
 }
 
+// decodeChanged parses a path's change time (version field 5).
+func decodeChanged(b []byte) (string, time.Time, error) {
+	var p string
+	var t time.Time
+	err := fields(b, func(n protowire.Number, _ protowire.Type, v []byte, x uint64) error {
+		switch n {
+		case 1:
+			p = string(v)
+		case 2:
+			t = time.Unix(0, int64(x))
+		}
+		return nil
+	}, map[protowire.Number]protowire.Type{1: protowire.BytesType, 2: protowire.VarintType})
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("change time: %w", err)
+	}
+	return p, t, nil
+}
+
 // Snapshot rebuilds a snapshot from a head and its version blobs.
 func Snapshot(head []byte, versions [][]byte) (fusefs.Snapshot, error) {
 	h, err := DecodeHead(head)
 	if err != nil {
 		return fusefs.Snapshot{}, err
 	}
-	s := fusefs.Snapshot{Start: h.Start, Current: h.Current, Links: h.Links}
+	s := fusefs.Snapshot{Start: h.Start, Current: h.Current, Links: h.Links, SubPath: h.SubPath}
 	for _, b := range versions {
 		v, err := DecodeVersion(b)
 		if err != nil {
