@@ -295,3 +295,19 @@ while :; do sleep 0.05; done`
 		t.Errorf("exit status %d, want %d (the command's death by TERM)", code, 128+int(syscall.SIGTERM))
 	}
 }
+
+// install copies the binary (into a folder as "secretfs"), and the copy
+// runs.
+func TestInstall(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command(bin, "install", dir).CombinedOutput(); err != nil {
+		t.Fatalf("install: %v, %s", err, out)
+	}
+	out, err := exec.Command(filepath.Join(dir, "secretfs"), "version").Output()
+	if err != nil || len(out) == 0 {
+		t.Errorf("the copy: %v, %q", err, out)
+	}
+	if out, err := exec.Command(bin, "install", filepath.Join(dir, "missing", "x")).CombinedOutput(); err == nil || strings.Count(string(out), "\n") != 1 {
+		t.Errorf("install into a missing folder: %v, %q", err, out)
+	}
+}
