@@ -15,10 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/secretfs/secretfs/backend/file"
-	"github.com/secretfs/secretfs/cache"
-	"github.com/secretfs/secretfs/mounted"
-	"github.com/secretfs/secretfs/projection"
 	"github.com/secretfs/secretfs/sanity/cluster"
 )
 
@@ -74,21 +70,7 @@ func BenchmarkExecLatency(b *testing.B) {
 		s.run(b)
 	})
 	b.Run("dir-secretfs", func(b *testing.B) {
-		src := b.TempDir()
-		edit(b, src, 0)
-		be, err := file.New(src)
-		if err != nil {
-			b.Fatal(err)
-		}
-		c := cache.New(be, cache.Options{Logger: quiet})
-		b.Cleanup(c.Close)
-		mnt := b.TempDir()
-		v, err := mounted.Mount(context.Background(), c, mnt, mounted.Config{
-			Spec: projection.Spec{Namespace: "default", SecretName: "bench"}, Logger: quiet})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { v.Unmount(); <-v.Done() })
+		src, mnt := mountManifest(b)
 		s := &execSource{bin: bin, app: app, args: []string{"--dir", mnt}, change: func(gen int) { edit(b, src, gen) }}
 		s.run(b)
 	})
