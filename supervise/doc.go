@@ -7,7 +7,8 @@
 //     system has them, makes this process a reaper (PID 1 already is one;
 //     otherwise PR_SET_CHILD_SUBREAPER on Linux: reaper_linux.go) and
 //     starts forwarding the signals this process receives (TERM, INT,
-//     HUP, QUIT, USR1, USR2, WINCH) to the command (forward);
+//     HUP, QUIT, USR1, USR2, WINCH) to the command (forward), except
+//     those its terminal sent the command itself (sentByTerminal);
 //  2. zombies are reaped: the command's by its pid, and on Linux the
 //     orphans that were re-parented to us once they stayed a zombie for
 //     orphanGrace, so that a child this process started itself

@@ -7,6 +7,8 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // forwarded are the signals passed on to the command. SIGCHLD is the
@@ -18,6 +20,20 @@ var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, sys
 // after it, the command is never restarted.
 func ending(sig os.Signal) bool {
 	return sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGQUIT
+}
+
+// sentByTerminal says whether the command got sig from its terminal
+// already: the terminal sends INT and QUIT (Ctrl-C, Ctrl-\) and WINCH to
+// its whole foreground process group, the command among us, when the
+// command's stdin is that terminal and we are in its foreground group.
+// Passing such a signal on would deliver it twice (and "press Ctrl-C
+// again to force" programs would force).
+func sentByTerminal(sig os.Signal, stdin *os.File) bool {
+	if sig != syscall.SIGINT && sig != syscall.SIGQUIT && sig != syscall.SIGWINCH {
+		return false
+	}
+	pgrp, err := unix.IoctlGetInt(int(stdin.Fd()), unix.TIOCGPGRP)
+	return err == nil && pgrp == syscall.Getpgrp()
 }
 
 type childSys struct{}

@@ -18,6 +18,9 @@ var forwarded = []os.Signal{os.Interrupt}
 // ending: an interrupt reached the command too; do not restart it.
 func ending(sig os.Signal) bool { return sig == os.Interrupt }
 
+// sentByTerminal: the console sent it to the command too (see forwarded).
+func sentByTerminal(os.Signal, *os.File) bool { return true }
+
 // childSys is the command's job object: terminating the job ends the
 // command and every process it started, however they were re-parented.
 type childSys struct {

@@ -164,7 +164,9 @@ func (s *Supervisor) forward() {
 				s.ending = true
 			}
 			s.mu.Unlock()
-			c.signal(sig)
+			if !sentByTerminal(sig, s.cmd.Stdin) {
+				c.signal(sig)
+			}
 		case <-s.done:
 			return
 		}

@@ -311,3 +311,44 @@ func TestInstall(t *testing.T) {
 		t.Errorf("install into a missing folder: %v, %q", err, out)
 	}
 }
+
+// On a terminal, Ctrl-C reaches the command once: from the terminal
+// (secretfs exec and the command share its foreground group), not a
+// second time from secretfs exec. script(1) gives the run a terminal.
+func TestExecTerminalCtrlC(t *testing.T) {
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("no script(1) to run on a terminal")
+	}
+	src := t.TempDir()
+	writeManifest(t, filepath.Join(src, "s.yaml"), secretYAML("s", "V", "one"))
+	counter := filepath.Join(t.TempDir(), "count.sh")
+	os.WriteFile(counter, []byte(`n=0
+trap 'n=$((n+1))' INT
+echo ready
+while [ ! -e "$1" ]; do sleep 0.02; done
+echo "ints=$n"
+`), 0o644)
+	stop := filepath.Join(t.TempDir(), "stop")
+	cmd := exec.Command(script, "-qfec", fmt.Sprintf("%s exec --source file:%s --secret s -- sh %s %s", bin, src, counter, stop), "/dev/null")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out syncbuf.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitFor(t, "the command to start", func() bool { return strings.Contains(out.String(), "ready") })
+	in.Write([]byte{3}) // Ctrl-C
+	waitFor(t, "the terminal to show ^C", func() bool { return strings.Contains(out.String(), "^C") })
+	time.Sleep(200 * time.Millisecond) // a second SIGINT would be sent at once; give it time to land
+	os.WriteFile(stop, nil, 0o644)
+	waitFor(t, "the count", func() bool { return strings.Contains(out.String(), "ints=") })
+	if !strings.Contains(out.String(), "ints=1") {
+		t.Errorf("the command got %q SIGINTs for one Ctrl-C", out.String())
+	}
+}
