@@ -6,7 +6,7 @@ type child struct {
 	done       chan struct{} // closed once it has ended (and was reaped)
 	code       int           // its exit status, once done is closed
 	restarting bool          // Restart ended it (Supervisor.mu)
-	sys        childSys      // what the system needs to signal or end it
+	sys        childSys      // what the system needs to end it
 }
 
 func (c *child) exited() bool {

@@ -36,22 +36,29 @@ func sentByTerminal(sig os.Signal, stdin *os.File) bool {
 	return err == nil && pgrp == syscall.Getpgrp()
 }
 
-type childSys struct{}
-
 // startChild forks and execs the command. The reaper knows its pid before
 // it can exit, so its status is never taken for an orphan's.
 func startChild(cmd Command, env []string) (*child, error) {
 	theReaper.start()
 	theReaper.mu.Lock()
 	defer theReaper.mu.Unlock()
+	// Off a terminal the command leads a process group of its own, so
+	// that Restart can end what it leaves behind (a shell's children);
+	// on one it stays in ours, the terminal's foreground group, so that
+	// job control (Ctrl-Z, fg) keeps working.
+	own := !onTerminal(cmd.Stdin)
 	pid, err := syscall.ForkExec(cmd.Path, cmd.Args, &syscall.ProcAttr{
 		Env:   env,
 		Files: []uintptr{cmd.Stdin.Fd(), cmd.Stdout.Fd(), cmd.Stderr.Fd()},
+		Sys:   &syscall.SysProcAttr{Setpgid: own},
 	})
 	if err != nil {
 		return nil, err
 	}
 	c := &child{pid: pid, done: make(chan struct{})}
+	if own {
+		c.sys.pgid = pid
+	}
 	theReaper.kids[pid] = c
 	return c, nil
 }
@@ -67,8 +74,34 @@ func (c *child) signal(sig os.Signal) error {
 	return syscall.Kill(c.pid, sig.(syscall.Signal))
 }
 
+// terminate asks the command to stop, as kubelet asks a container's
+// first process: SIGTERM to it alone.
 func (c *child) terminate() { c.signal(syscall.SIGTERM) }
-func (c *child) kill()      { c.signal(syscall.SIGKILL) }
+
+// kill ends the command and, when it leads a group, every process left
+// in it, as the end of a container's grace does.
+func (c *child) kill() {
+	c.signal(syscall.SIGKILL)
+	if c.sys.pgid != 0 {
+		syscall.Kill(-c.sys.pgid, syscall.SIGKILL)
+	}
+}
+
+// lingering says whether a process of the command's group is still
+// there after the command itself ended. The group id is not reused
+// while any member lives.
+func (c *child) lingering() bool {
+	return c.sys.pgid != 0 && syscall.Kill(-c.sys.pgid, 0) == nil
+}
+
+// childSys: the command's own process group, if it leads one.
+type childSys struct{ pgid int }
+
+// onTerminal says whether f is a terminal in this process's session.
+func onTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP)
+	return err == nil
+}
 
 // reaper waits for every child of this process that is ours to wait for:
 // the commands it started, and (Linux) orphans re-parented to us.

@@ -21,46 +21,50 @@ func ending(sig os.Signal) bool { return sig == os.Interrupt }
 // sentByTerminal: the console sent it to the command too (see forwarded).
 func sentByTerminal(os.Signal, *os.File) bool { return true }
 
-// childSys is the command's job object: terminating the job ends the
-// command and every process it started, however they were re-parented.
-type childSys struct {
-	mu  *sync.Mutex // job is closed once the command ended
-	job windows.Handle
+// job is a run's job object: terminating it ends the command and every
+// process it started, however they were re-parented.
+type job struct {
+	mu sync.Mutex // h is closed (0) once the command ended
+	h  windows.Handle
 }
 
+// childSys: the run's job.
+type childSys struct{ job *job }
+
 func startChild(cmd Command, env []string) (*child, error) {
-	job, err := windows.CreateJobObject(nil, nil)
+	jh, err := windows.CreateJobObject(nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("create job object: %w", err)
 	}
 	// Closing the job's last handle (this process ends) ends the tree too.
 	info := windows.JOBOBJECT_EXTENDED_LIMIT_INFORMATION{}
 	info.BasicLimitInformation.LimitFlags = windows.JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
-	windows.SetInformationJobObject(job, windows.JobObjectExtendedLimitInformation,
+	windows.SetInformationJobObject(jh, windows.JobObjectExtendedLimitInformation,
 		uintptr(unsafe.Pointer(&info)), uint32(unsafe.Sizeof(info)))
 	p, err := os.StartProcess(cmd.Path, cmd.Args, &os.ProcAttr{Env: env,
 		Files: []*os.File{cmd.Stdin, cmd.Stdout, cmd.Stderr}})
 	if err != nil {
-		windows.CloseHandle(job)
+		windows.CloseHandle(jh)
 		return nil, err
 	}
 	// A process the command starts before this line is outside the job;
 	// what it starts later is inside.
 	if h, err := windows.OpenProcess(windows.PROCESS_SET_QUOTA|windows.PROCESS_TERMINATE, false, uint32(p.Pid)); err == nil {
-		windows.AssignProcessToJobObject(job, h)
+		windows.AssignProcessToJobObject(jh, h)
 		windows.CloseHandle(h)
 	}
-	c := &child{pid: p.Pid, done: make(chan struct{}), sys: childSys{mu: new(sync.Mutex), job: job}}
+	j := &job{h: jh}
+	c := &child{pid: p.Pid, done: make(chan struct{}), sys: childSys{job: j}}
 	go func() {
 		st, err := p.Wait()
 		code := 255
 		if err == nil {
 			code = st.ExitCode()
 		}
-		c.sys.mu.Lock()
-		windows.CloseHandle(job)
-		c.sys.job = 0
-		c.sys.mu.Unlock()
+		j.mu.Lock()
+		windows.CloseHandle(j.h)
+		j.h = 0
+		j.mu.Unlock()
 		c.finish(code)
 	}()
 	return c, nil
@@ -80,11 +84,15 @@ func (c *child) signal(sig os.Signal) error {
 
 func (c *child) terminate() { c.kill() }
 
+// lingering: the job's end took the whole tree.
+func (c *child) lingering() bool { return false }
+
 func (c *child) kill() {
-	c.sys.mu.Lock()
-	defer c.sys.mu.Unlock()
-	if c.sys.job != 0 {
-		windows.TerminateJobObject(c.sys.job, 1)
+	j := c.sys.job
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.h != 0 {
+		windows.TerminateJobObject(j.h, 1)
 	}
 }
 

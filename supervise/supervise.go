@@ -107,13 +107,7 @@ func (s *Supervisor) Restart(env []string) error {
 	c.restarting = true // watch: this exit is ours, not the command's
 	s.mu.Unlock()
 
-	c.terminate()
-	select {
-	case <-c.done:
-	case <-time.After(s.grace):
-		c.kill()
-		<-c.done
-	}
+	c.stop(s.grace)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -130,6 +124,30 @@ func (s *Supervisor) Restart(env []string) error {
 	s.cur = n
 	go s.watch(n)
 	return nil
+}
+
+// stop ends c as kubelet ends a container: SIGTERM to the command, and
+// once the grace is over SIGKILL to it and to whatever it started and
+// left in its group (Windows: the whole tree at once).
+func (c *child) stop(grace time.Duration) {
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	c.terminate()
+	select {
+	case <-c.done:
+	case <-timer.C:
+		c.kill()
+		<-c.done
+		return
+	}
+	for c.lingering() {
+		select {
+		case <-timer.C:
+			c.kill()
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // watch waits for c to end; unless Restart is replacing it, that ends

@@ -352,3 +352,39 @@ echo "ints=$n"
 		t.Errorf("the command got %q SIGINTs for one Ctrl-C", out.String())
 	}
 }
+
+// A restart ends what the command left behind: `sh -c` whose child
+// outlives the TERM (the shell dies, its sleep does not) is killed with
+// its group once --grace is over, as a container's end would kill it.
+func TestExecRestartEndsLeftovers(t *testing.T) {
+	src := t.TempDir()
+	manifest := filepath.Join(src, "s.yaml")
+	writeManifest(t, manifest, secretYAML("s", "V", "one"))
+	wrapper := `sleep 300 & echo "start V=$V child=$!"; wait`
+	r := startExec(t, "exec", "--source", "file:"+src, "--secret", "s", "--on-change", "restart", "--grace", "300ms",
+		"--", "sh", "-c", wrapper)
+	waitFor(t, "the first start", func() bool { return len(r.lines()) == 1 })
+	var left int
+	fmt.Sscanf(r.lines()[0], "start V=one child=%d", &left)
+	writeManifest(t, manifest, secretYAML("s", "V", "two"))
+	waitFor(t, "the second start", func() bool { return len(r.lines()) == 2 && strings.HasPrefix(r.lines()[1], "start V=two") })
+	stat := fmt.Sprintf("/proc/%d/stat", left)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first run's sleep %d is still there: %s", left, b)
+		}
+	}
+	// The second run's sleep is ours to end: secretfs exec leaves what
+	// the command left when it exits, as a shell does.
+	var second int
+	fmt.Sscanf(r.lines()[1], "start V=two child=%d", &second)
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	r.exitCode(t)
+	if second > 0 {
+		syscall.Kill(second, syscall.SIGKILL)
+	}
+}
