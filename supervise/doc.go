@@ -14,9 +14,11 @@
 //     orphanGrace, so that a child this process started itself
 //     (os/exec, e.g. a kubeconfig credential plugin) is still reaped by
 //     its own Wait (reaper_linux.go);
-//  3. Signal sends the command a signal; Restart sends it SIGTERM, waits
-//     up to the grace period, then SIGKILL, and runs it again with a new
-//     environment. On Windows, which has no signals to send, Restart
+//  3. Signal sends the command a signal; Restart stops it as kubelet stops
+//     a container (child.stop: SIGTERM to the command, SIGKILL once the
+//     grace period is over, and once it has gone SIGKILL to what it left
+//     in its process group, which it leads off a terminal) and runs it
+//     again with a new environment. On Windows, which has no signals to send, Restart
 //     terminates the command's whole process tree (a job object) and
 //     Signal accepts only os.Kill;
 //  4. once the command exits by itself, or after a forwarded TERM, INT

@@ -78,20 +78,14 @@ func (c *child) signal(sig os.Signal) error {
 // first process: SIGTERM to it alone.
 func (c *child) terminate() { c.signal(syscall.SIGTERM) }
 
-// kill ends the command and, when it leads a group, every process left
-// in it, as the end of a container's grace does.
+// kill ends the command (unless it was reaped already) and, when it
+// leads a group, every process left in it. The group id is not reused
+// while any member lives.
 func (c *child) kill() {
 	c.signal(syscall.SIGKILL)
 	if c.sys.pgid != 0 {
 		syscall.Kill(-c.sys.pgid, syscall.SIGKILL)
 	}
-}
-
-// lingering says whether a process of the command's group is still
-// there after the command itself ended. The group id is not reused
-// while any member lives.
-func (c *child) lingering() bool {
-	return c.sys.pgid != 0 && syscall.Kill(-c.sys.pgid, 0) == nil
 }
 
 // childSys: the command's own process group, if it leads one.

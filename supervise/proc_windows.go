@@ -84,9 +84,6 @@ func (c *child) signal(sig os.Signal) error {
 
 func (c *child) terminate() { c.kill() }
 
-// lingering: the job's end took the whole tree.
-func (c *child) lingering() bool { return false }
-
 func (c *child) kill() {
 	j := c.sys.job
 	j.mu.Lock()

@@ -126,9 +126,10 @@ func (s *Supervisor) Restart(env []string) error {
 	return nil
 }
 
-// stop ends c as kubelet ends a container: SIGTERM to the command, and
-// once the grace is over SIGKILL to it and to whatever it started and
-// left in its group (Windows: the whole tree at once).
+// stop ends c as kubelet ends a container: SIGTERM to the command,
+// SIGKILL once the grace is over; and once the command has gone, SIGKILL
+// to whatever it left in its group (Windows: the whole tree at once), as
+// the end of a container's first process ends the rest.
 func (c *child) stop(grace time.Duration) {
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
@@ -136,18 +137,9 @@ func (c *child) stop(grace time.Duration) {
 	select {
 	case <-c.done:
 	case <-timer.C:
-		c.kill()
-		<-c.done
-		return
 	}
-	for c.lingering() {
-		select {
-		case <-timer.C:
-			c.kill()
-			return
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	c.kill()
+	<-c.done
 }
 
 // watch waits for c to end; unless Restart is replacing it, that ends
