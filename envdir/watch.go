@@ -16,16 +16,17 @@ var PollInterval = 2 * time.Second
 // returns an error only if dir cannot be watched at all; the poll still
 // runs then.
 func Watch(ctx context.Context, dir string, hint chan<- struct{}) error {
-	go poll(ctx, dir, hint)
+	last, _ := os.Readlink(filepath.Join(dir, DataLink)) // before returning: a switch after it is seen
+	go poll(ctx, dir, last, hint)
 	return watch(ctx, dir, hint)
 }
 
-// poll hints when `..data` points elsewhere than at the last look, and at
-// every look for a folder without `..data` (its files are compared).
-func poll(ctx context.Context, dir string, hint chan<- struct{}) {
+// poll hints when `..data` points elsewhere than at the last look (first
+// last), and at every look for a folder without `..data` (its files are
+// compared).
+func poll(ctx context.Context, dir, last string, hint chan<- struct{}) {
 	t := time.NewTicker(PollInterval)
 	defer t.Stop()
-	last, _ := os.Readlink(filepath.Join(dir, DataLink))
 	for {
 		select {
 		case <-ctx.Done():

@@ -36,15 +36,21 @@ func watch(ctx context.Context, dir string, hint chan<- struct{}) error {
 		<-ctx.Done()
 		f.Close()
 	}()
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("inotify: %w", err)
+	}
 	go func() {
 		buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
 		for {
 			if _, err := f.Read(buf); err != nil {
-				return
+				return // closed: ctx is done
 			}
 			// Every event here is about ..data or the folder: which one
-			// does not matter, the caller reads and compares.
-			unix.InotifyAddWatch(fd, link, linkEvents)
+			// does not matter, the caller reads and compares. Control
+			// keeps the descriptor open meanwhile.
+			raw.Control(func(fd uintptr) { unix.InotifyAddWatch(int(fd), link, linkEvents) })
 			send(hint)
 		}
 	}()

@@ -3,6 +3,8 @@ package envdir
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -80,7 +82,11 @@ func TestWatchPollFallback(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	hint := make(chan struct{}, 1)
-	go poll(ctx, dir, hint) // the poll alone, no watch
+	last, err := os.Readlink(filepath.Join(dir, DataLink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go poll(ctx, dir, last, hint) // the poll alone, no watch
 	if err := atomicwriter.Write(dir, map[string][]byte{"V": []byte("1")}); err != nil {
 		t.Fatal(err)
 	}
