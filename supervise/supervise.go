@@ -113,7 +113,9 @@ func (s *Supervisor) Restart(env []string) error {
 	defer s.mu.Unlock()
 	if s.ending {
 		// A TERM, INT or QUIT arrived meanwhile: the old command's
-		// status is the last word (watch already ended us).
+		// status is the last word (watch may have looked before it
+		// came: end here too).
+		s.end(c.code)
 		return ErrEnded
 	}
 	n, err := startChild(s.cmd, env)
