@@ -38,16 +38,16 @@ func init() {
 	commands["exec"] = command{"run a command with Secrets in its environment; restart or signal it when they change", func(a []string, o, e io.Writer) int { return runEnv(a, o, e, true) }}
 }
 
-// stringsFlag collects a repeatable flag.
-type stringsFlag []string
+// envSecretNames collects the repeatable --secret of env and exec.
+type envSecretNames []string
 
-func (f *stringsFlag) String() string     { return strings.Join(*f, ",") }
-func (f *stringsFlag) Set(s string) error { *f = append(*f, s); return nil }
+func (f *envSecretNames) String() string     { return strings.Join(*f, ",") }
+func (f *envSecretNames) Set(s string) error { *f = append(*f, s); return nil }
 
 // envFlags are the flags of env and exec.
 type envFlags struct {
 	source, namespace, dir string
-	secrets                stringsFlag
+	secrets                envSecretNames
 	onChange               string
 	grace, debounce, splay time.Duration
 }
