@@ -68,6 +68,15 @@
 // (and the tmpfs volumes' Shmem) and threads per level to scale-rss and
 // scale-threads: PNG and JSON in $SECRETFS_BENCH_OUT (make bench: bin/bench).
 //
+// BenchmarkExecLatency: the real `secretfs exec --on-change restart` and
+// `--on-change signal:HUP` (with --debounce 0) over a small app
+// (bench/internal/execapp) that prints CLOCK_MONOTONIC at its start and at
+// each SIGHUP. From just before the change of the Secret (manifest rename,
+// API update call) to the app running with the new value (restart-p50-ms,
+// restart-p99-ms) or to its SIGHUP handler (signal-*), 100 changes each,
+// for --source file:DIR, --source kube (a real kube-apiserver) and --dir
+// on a secretfs volume.
+//
 // Readers spin, so on a 2-core machine one core is the reader's; latency
 // figures include that contention, as they would on a busy node. Anything
 // else running on the machine moves the wall-clock figures a lot; trust the

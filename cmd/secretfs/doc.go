@@ -11,7 +11,12 @@
 //     (csi.Driver.Resume);
 //   - keeper (keeper.go): the process that holds mounts alive across
 //     restarts of their server (package keeper);
-//   - env and exec (env.go): a Secret as environment variables.
+//   - env and exec (env.go, exec.go): Secrets (or a mounted volume,
+//     --dir: package envdir) as environment variables; exec runs the
+//     command under a supervise.Supervisor and, with --on-change,
+//     follows the variables through onchange.Run (cache subscriptions,
+//     or envdir.Watch, give the hints);
+//   - install (install.go): copies the binary, for an init container.
 //
 // main calls secmem.Harden before any subcommand runs, so no core dump of
 // any of them can hold a Secret.
@@ -19,7 +24,7 @@
 // mount, csi and keeper serve FUSE and are built on Linux only (their
 // files carry //go:build linux); on macOS and Windows they are
 // linuxOnly stand-ins that refuse in one line (linuxonly_other.go), and
-// env, exec and version are the whole tool. exec replaces itself with the
-// command where the system has execve (exec_unix.go) and runs it as a
-// child otherwise (exec_other.go, runChild).
+// env, exec, install and version are the whole tool. exec is the
+// command's parent on every system (package supervise has the
+// differences).
 package main

@@ -40,7 +40,10 @@ func (fs *flagSet) fail(err error) int {
 		fs.usage()
 		return 0
 	}
-	fmt.Fprintf(fs.stderr, "secretfs %s: %v\n", fs.Name(), err)
+	// The flag package names flags with one dash; users type two.
+	msg := strings.Replace(err.Error(), "flag -", "flag --", 1)
+	msg = strings.Replace(msg, "defined: -", "defined: --", 1)
+	fmt.Fprintf(fs.stderr, "secretfs %s: %s\n", fs.Name(), msg)
 	if strings.HasPrefix(err.Error(), "flag provided but not defined") {
 		fs.usage()
 	}
