@@ -69,11 +69,16 @@ func (e *srcEnv) write(t *testing.T, secrets map[string][]string) {
 }
 
 func (e *srcEnv) mount(t *testing.T, srcs ...mounted.Source) (*mounted.Volume, string, error) {
+	return e.mountCfg(t, mounted.Config{Sources: srcs})
+}
+
+// mountCfg mounts a volume made with cfg, logging and reporting to e.
+func (e *srcEnv) mountCfg(t *testing.T, cfg mounted.Config) (*mounted.Volume, string, error) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "m")
 	os.Mkdir(dir, 0o755)
-	log := slog.New(slog.NewTextHandler(e.log, nil))
-	v, err := mounted.Mount(context.Background(), e.cache, dir, mounted.Config{Sources: srcs, Logger: log, Report: &e.rep})
+	cfg.Logger, cfg.Report = slog.New(slog.NewTextHandler(e.log, nil)), &e.rep
+	v, err := mounted.Mount(context.Background(), e.cache, dir, cfg)
 	if err == nil {
 		t.Cleanup(func() { v.Unmount(); <-v.Done() })
 	}
@@ -248,15 +253,11 @@ func names(t *testing.T, dir string) []string {
 func TestSourcesRefreshGet(t *testing.T) {
 	e := newSrcEnv(t)
 	e.write(t, map[string][]string{"a": {"x=1"}, "b": {"z=1"}})
-	dir := filepath.Join(t.TempDir(), "m")
-	os.Mkdir(dir, 0o755)
-	log := slog.New(slog.NewTextHandler(e.log, nil))
-	v, err := mounted.Mount(context.Background(), e.cache, dir, mounted.Config{Sources: []mounted.Source{src("a", false), src("b", false)},
-		Strategy: cache.StrategyGet, Logger: log})
+	v, dir, err := e.mountCfg(t, mounted.Config{Sources: []mounted.Source{src("a", false), src("b", false)},
+		Strategy: cache.StrategyGet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { v.Unmount(); <-v.Done() })
 	e.write(t, map[string][]string{"a": {"x=2"}, "b": {"z=2"}})
 	if content(dir, "x") != "1" || content(dir, "z") != "1" {
 		t.Fatalf("a Get volume changed before a refresh")
@@ -284,15 +285,11 @@ func TestSourcesRefreshGet(t *testing.T) {
 func TestSourcesSubPathUpdates(t *testing.T) {
 	e := newSrcEnv(t)
 	e.write(t, map[string][]string{"a": {"x=1"}, "b": {"z=1"}})
-	dir := filepath.Join(t.TempDir(), "m")
-	os.Mkdir(dir, 0o755)
-	log := slog.New(slog.NewTextHandler(e.log, nil))
-	v, err := mounted.Mount(context.Background(), e.cache, dir, mounted.Config{Sources: []mounted.Source{src("a", false), src("b", false)},
-		FS: fusefs.Options{SubPathUpdates: true}, Logger: log})
+	_, dir, err := e.mountCfg(t, mounted.Config{Sources: []mounted.Source{src("a", false), src("b", false)},
+		FS: fusefs.Options{SubPathUpdates: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { v.Unmount(); <-v.Done() })
 	ino := func(name string) uint64 {
 		t.Helper()
 		fi, err := os.Lstat(filepath.Join(dir, name))
