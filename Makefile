@@ -89,7 +89,7 @@ e2e:
 # corpora (testdata/fuzz/), so CI replays every input found so far.
 FUZZTIME ?= 60s
 FUZZ_TARGETS ?= ./manifest:FuzzYAMLToJSON ./secret:FuzzParseManifests \
-	./csi:FuzzParseAttributes ./keeper/wire:FuzzRead ./keeper/wire:FuzzBlobs ./projection:FuzzItems
+	./csi:FuzzParseAttributes ./csi:FuzzParseSources ./keeper/wire:FuzzRead ./keeper/wire:FuzzBlobs ./projection:FuzzItems
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
