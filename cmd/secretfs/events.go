@@ -3,7 +3,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 
 	"k8s.io/client-go/kubernetes"
@@ -29,12 +28,12 @@ func openEvents(source, node string) (*events.Recorder, error) {
 			return nil, fmt.Errorf("--source kube: %w", err)
 		}
 	default:
-		cfg, err = rest.InClusterConfig()
-		if errors.Is(err, rest.ErrNotInCluster) {
+		// Events are optional for a file source: outside a cluster, and in
+		// a Pod without a service account token (the chart's file mode
+		// mounts none, while kubelet still sets KUBERNETES_SERVICE_HOST),
+		// the plugin serves without them.
+		if cfg, err = rest.InClusterConfig(); err != nil {
 			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("events: in-cluster config: %w", err)
 		}
 	}
 	cfg = rest.CopyConfig(cfg)

@@ -163,3 +163,18 @@ func waitEvent(t *testing.T, api kubernetes.Interface, po *corev1.Pod, typ strin
 	})
 	return found
 }
+
+// A file source in a Pod without a service account token (the chart's
+// file mode): kubelet still sets KUBERNETES_SERVICE_HOST, and the plugin
+// must serve without events, not fail to start.
+func TestEventsFileSourceWithoutToken(t *testing.T) {
+	if _, err := os.Stat("/var/run/secrets/kubernetes.io/serviceaccount/token"); err == nil {
+		t.Skip("this machine has an in-cluster token")
+	}
+	t.Setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+	t.Setenv("KUBERNETES_SERVICE_PORT", "443")
+	rec, err := openEvents("file:"+t.TempDir(), "node-1")
+	if err != nil || rec != nil {
+		t.Fatalf("openEvents = %v, %v; want no recorder and no error", rec, err)
+	}
+}
