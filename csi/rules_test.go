@@ -176,6 +176,9 @@ func TestPublishClash(t *testing.T) {
 	c := proto.Clone(a).(*csi.NodePublishVolumeRequest)
 	c.VolumeContext["defaultMode"] = "0400"
 	wantCode(t, p.publish(c), codes.AlreadyExists)
+	d := proto.Clone(a).(*csi.NodePublishVolumeRequest)
+	d.VolumeContext["subPathUpdates"] = "true" // another layout
+	wantCode(t, p.publish(d), codes.AlreadyExists)
 	if len(p.mk.made()) != 1 || p.fm.count(target) != 1 || p.d.mounts.get(target).volumeID != a.VolumeId {
 		t.Errorf("a refused publish changed the target: %d volumes, %d mounts", len(p.mk.made()), p.fm.count(target))
 	}

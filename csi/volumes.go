@@ -295,7 +295,10 @@ func (a *Attributes) key() string {
 		TTL        time.Duration
 		Provider   *ProviderAttrs `json:",omitempty"`
 		Sources    []SourceAttrs  `json:",omitempty"`
-	}{a.Spec, a.Static, a.Base64Keys, a.Strategy, a.TTL, a.Provider, a.Sources})
+		// A layout is what a volume shows too; omitted when false, so
+		// keys made before the attribute existed stay the same.
+		SubPathUpdates bool `json:",omitempty"`
+	}{a.Spec, a.Static, a.Base64Keys, a.Strategy, a.TTL, a.Provider, a.Sources, a.SubPathUpdates})
 	return string(js)
 }
 
