@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -41,6 +43,16 @@ func parseOnChange(s string) (action, error) {
 	return action{}, fmt.Errorf("--on-change %q: want restart, signal:NAME or none", s)
 }
 
+// cannotRun is the exit status of a command that could not start, as a
+// shell and container runtimes give it: 127 when it is not found, 126
+// when it is found but cannot be run.
+func cannotRun(err error) int {
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		return 127
+	}
+	return 126
+}
+
 // runExec runs the command under a supervise.Supervisor, also with
 // --on-change none (there is no execve), so that secretfs exec is a
 // proper PID 1 in every mode; with restart or signal it follows the
@@ -49,7 +61,8 @@ func runExec(f envFlags, argv []string, stderr io.Writer, fail func(error) int) 
 	act, _ := parseOnChange(f.onChange) // checked
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
-		return fail(err)
+		fail(err)
+		return cannotRun(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -64,7 +77,8 @@ func runExec(f envFlags, argv []string, stderr io.Writer, fail func(error) int) 
 	}
 	sup, err := supervise.Start(supervise.Command{Path: path, Args: argv}, environ(vars), f.grace)
 	if err != nil {
-		return fail(fmt.Errorf("exec %s: %w", argv[0], err))
+		fail(fmt.Errorf("exec %s: %w", argv[0], err))
+		return cannotRun(err)
 	}
 	if act.follows() {
 		go onchange.Run(ctx, src.hints, vars, onchange.Options{

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -189,6 +190,23 @@ func TestExecGraceAndOwnExit(t *testing.T) {
 	r = startExec(t, "exec", "--source", "file:"+src, "--secret", "s", "--on-change", "restart", "--", "sh", "-c", "exit 7")
 	if code := r.exitCode(t); code != 7 {
 		t.Errorf("a command that exited 7: secretfs exec exited %d", code)
+	}
+}
+
+// A command that cannot start exits as a shell's would: 127 when it is
+// not found, 126 when it is found but cannot be run.
+func TestExecCannotRun(t *testing.T) {
+	noexec := filepath.Join(t.TempDir(), "noexec")
+	if err := os.WriteFile(noexec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for cmd, want := range map[string]int{"secretfs-no-such-command": 127, noexec + ".missing": 127, noexec: 126} {
+		c := exec.Command(bin, "exec", "--source", "file:testdata/seed", "--secret", "mysecret", "--", cmd)
+		out, err := c.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != want || strings.Count(string(out), "\n") != 1 {
+			t.Errorf("%s: %v, %q; want exit status %d and one line", cmd, err, out, want)
+		}
 	}
 }
 
