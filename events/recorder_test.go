@@ -102,13 +102,15 @@ func TestFailuresAggregatedRecoveryOnce(t *testing.T) {
 		creds.Failed(deleted)
 	}
 	other.Failed(&projection.NotFoundError{Ref: "app/tls"})
-	evs := waitEvents(t, "one Warning counted 3 for creds", api, pod, func(evs []corev1.Event) bool {
+	// The recorder writes in the order of the calls, but in the
+	// background: wait for the last one (tls) as well as the count.
+	evs := waitEvents(t, "one Warning counted 3 for creds, and tls's", api, pod, func(evs []corev1.Event) bool {
+		var creds3, tls bool
 		for _, e := range evs {
-			if strings.Contains(e.Message, "volume creds:") && e.Count == 3 {
-				return true
-			}
+			creds3 = creds3 || strings.Contains(e.Message, "volume creds:") && e.Count == 3
+			tls = tls || strings.Contains(e.Message, "volume tls:")
 		}
-		return false
+		return creds3 && tls
 	})
 	warnings := ofType(evs, corev1.EventTypeWarning)
 	if len(warnings) != 2 || len(evs) != 2 {
