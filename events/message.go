@@ -34,7 +34,10 @@ func why(subject string, err error) string {
 	var missing *projection.NotFoundError
 	var invalid *secret.InvalidError
 	var conflict *projection.ConflictError
+	var part *projection.PartError
 	switch {
+	case errors.As(err, &part) && !errors.As(err, &conflict):
+		return why(part.Part, part.Err) // one source of several, named
 	case errors.As(err, &conflict):
 		return fmt.Sprintf("its sources conflict at path %q (%s and %s)", clip(conflict.Path), conflict.A, conflict.B)
 	case errors.As(err, &missing) && missing.Key != "":

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -45,6 +46,10 @@ func TestFailedMessages(t *testing.T) {
 			[]string{"SecretProviderClass app/vault: the refresh failed with code Unavailable"}},
 		{"conflict", "the sources", fmt.Errorf("%w", &projection.ConflictError{Path: "tls.key", A: `secret "app/db"`, B: `secret "app/tls"`}),
 			[]string{`its sources conflict at path "tls.key" (secret "app/db" and secret "app/tls")`}},
+		{"provider source", "one of its sources", errors.Join(&projection.PartError{Part: `secretProviderClass "app/vault"`, Err: status.Error(codes.Unavailable, value)}),
+			[]string{`secretProviderClass "app/vault": the refresh failed with code Unavailable`}},
+		{"refused source", "one of its sources", errors.Join(nil, &projection.PartError{Part: `secret "app/tls"`, Err: fmt.Errorf("%w: %w", backend.ErrForbidden, quoting)}),
+			[]string{`reading secret "app/tls" was refused (401/403)`}},
 		{"unreachable", "Secret app/db", quoting,
 			[]string{"Secret app/db could not be refreshed", "unreachable"}},
 	} {

@@ -186,7 +186,7 @@ func (v *Volume) ReportPart(i int, err error) {
 		return
 	}
 	v.mu.Lock()
-	v.srcs.parts[i].failed = err
+	v.srcs.parts[i].failed = v.srcs.parts[i].fail(err)
 	failing := v.srcs.failing(nil)
 	v.mu.Unlock()
 	v.report(failing)
@@ -266,6 +266,14 @@ func (s *sources) switchOnce() (err, failing error) {
 	return errors.Join(errs...), s.failing(nil)
 }
 
+// fail names the part in err, for reports (nil stays nil).
+func (p *part) fail(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &projection.PartError{Part: p.src.Name(), Err: err}
+}
+
 // failing joins why parts fail now with err (the merge's or the switch's).
 func (s *sources) failing(err error) error {
 	errs := []error{err}
@@ -291,14 +299,14 @@ func (p *part) take() error {
 	p.pending = nil
 	switch {
 	case st.Secret == nil && !st.Missing:
-		p.failed = st.Err // an error with nothing new: keep serving (the cache logged it)
+		p.failed = p.fail(st.Err) // an error with nothing new: keep serving (the cache logged it)
 		return nil
 	case st.Secret != nil && p.last != nil && p.files != nil && st.Secret.SameContent(p.last):
 		p.failed = nil
 		return nil
 	}
 	files, err := projection.Project(&p.src.Spec, st.Secret)
-	if p.failed = err; err != nil {
+	if p.failed = p.fail(err); err != nil {
 		return err
 	}
 	p.files, p.last, p.changed = files, st.Secret, st.Changed

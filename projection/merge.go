@@ -15,6 +15,16 @@ type Part struct {
 	Payload *Payload
 }
 
+// PartError is why one source of a volume of several failed to refresh,
+// naming the source (Part.Name), so that a report can say which.
+type PartError struct {
+	Part string
+	Err  error
+}
+
+func (e *PartError) Error() string { return e.Part + ": " + e.Err.Error() }
+func (e *PartError) Unwrap() error { return e.Err }
+
 // ConflictError says two sources of one volume give the same path, or
 // one a file where the other a folder. It names both sources and the
 // path, never a value. Callers map it to FailedPrecondition.
