@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	authv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -65,11 +66,13 @@ func (e *env) podToken(t *testing.T, sa, pod string, ttl time.Duration) backend.
 	return backend.Token{Value: tr.Status.Token, Expiry: tr.Status.ExpirationTimestamp.Time}
 }
 
-// grant lets sa get, list and watch the one Secret (Role "read-<sa>").
-func (e *env) grant(t *testing.T, sa, secret string) {
+// grant lets sa get, list and watch these Secrets (Role "read-<sa>"),
+// once the apiserver's authorizer says so.
+func (e *env) grant(t *testing.T, sa string, secrets ...string) {
 	t.Helper()
 	ctx := context.Background()
-	rules := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{secret}, Verbs: []string{"get", "list", "watch"}}}
+	verbs := []string{"get", "list", "watch"}
+	rules := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: secrets, Verbs: verbs}}
 	if _, err := e.client.RbacV1().Roles(e.ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "read-" + sa}, Rules: rules}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +81,11 @@ func (e *env) grant(t *testing.T, sa, secret string) {
 		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: e.ns}}}
 	if _, err := e.client.RbacV1().RoleBindings(e.ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
+	}
+	for _, name := range secrets {
+		if err := e.c.WaitAllowed(ctx, e.ns, sa, authorizationv1.ResourceAttributes{Namespace: e.ns, Resource: "secrets", Name: name}, verbs...); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -370,4 +378,29 @@ func TestKubeIdleEntriesFreed(t *testing.T) {
 	}
 	eventually(t, "the idle entries to be freed", func() bool { return e.secretWatches(t) == 0 && entries() == base })
 	t.Logf("idle entries freed %v after their volumes went (--cache-idle %v)", time.Since(t0).Round(time.Millisecond), idle)
+}
+
+// A volume of several sources resubscribed with a token that cannot read
+// one of them keeps every old subscription (all or nothing: it still
+// follows both as before), and the failure is reported naming that source.
+func TestKubeSourcesResubscribeAllOrNothing(t *testing.T) {
+	e := setup(t)
+	e.put(t, e.ns, "s1", false, "a", "1")
+	e.put(t, e.ns, "s2", false, "b", "1")
+	e.grant(t, "web", "s1", "s2")
+	e.grant(t, "other", "s1")
+	var rep reports
+	srcs := []mounted.Source{{Spec: projection.Spec{Namespace: e.ns, SecretName: "s1"}}, {Spec: projection.Spec{Namespace: e.ns, SecretName: "s2"}}}
+	v, dir, err := e.mountWith(t, mounted.Config{Sources: srcs, Identity: e.as("web", e.podToken(t, "web", "p", time.Hour)), Report: &rep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = v.Resubscribe(context.Background(), e.cache, e.as("other", e.podToken(t, "other", "q", time.Hour)), nil)
+	var pe *projection.PartError
+	if got := rep.all(); err == nil || len(got) == 0 || !errors.As(got[len(got)-1], &pe) || pe.Part != `secret "app/s2"` {
+		t.Fatalf("resubscribe: %v; reports %v; want s2 refused and reported", err, got)
+	}
+	e.put(t, e.ns, "s1", false, "a", "2")
+	e.put(t, e.ns, "s2", false, "b", "2")
+	eventually(t, "both sources followed as before", func() bool { return content(dir, "a") == "2" && content(dir, "b") == "2" })
 }

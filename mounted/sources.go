@@ -357,22 +357,41 @@ func (s *sources) refresh(ctx context.Context) error {
 }
 
 // resubscribe reads every Secret part as id from now on (see
-// Volume.Resubscribe); a part whose entry cannot be read with id keeps
-// its old subscription, and the error is returned.
+// Volume.Resubscribe). If a part cannot be read with id, every part
+// keeps its old subscription, the failure is reported (Config.Report)
+// and returned.
 func (s *sources) resubscribe(ctx context.Context, c *cache.Cache, id backend.Identity) error {
+	type swap struct {
+		p   *part
+		sub *cache.Subscription
+		st  cache.State
+	}
+	var swaps []swap
 	for i, p := range s.parts {
 		if p.sub == nil || p.sub.SetIdentity(id) == nil {
 			continue
 		}
 		sub, st := s.subscribeOne(ctx, c, i, id)
 		if st.Secret == nil && !st.Missing {
+			// All or nothing: every part keeps its old subscription.
 			sub.Close()
-			return fmt.Errorf("%s: read with the new token: %w", p.src.Name(), st.Err)
+			for _, w := range swaps {
+				w.sub.Close()
+			}
+			err := fmt.Errorf("%s: read with the new token: %w", p.src.Name(), st.Err)
+			s.v.report(p.fail(st.Err))
+			return err
 		}
-		s.v.mu.Lock()
-		old := p.sub
-		p.sub, p.pending = sub, &st
-		s.v.mu.Unlock()
+		swaps = append(swaps, swap{p, sub, st})
+	}
+	s.v.mu.Lock()
+	olds := make([]*cache.Subscription, 0, len(swaps))
+	for _, w := range swaps {
+		olds = append(olds, w.p.sub)
+		w.p.sub, w.p.pending = w.sub, &w.st
+	}
+	s.v.mu.Unlock()
+	for _, old := range olds {
 		old.Close()
 	}
 	s.v.cfg.Identity = id
