@@ -3,6 +3,7 @@ package fusefs
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"sort"
 	"syscall"
 	"time"
@@ -34,6 +35,9 @@ type VersionState struct {
 	// Changed is when each path (files and folders) last changed as a
 	// stable node shows it (its mtime); nil or missing: Created.
 	Changed map[string]time.Time
+	// Sources says which source gave each file, for a volume of several
+	// (projection.Payload.Sources); nil otherwise.
+	Sources map[string]int
 	// mem, once Lock has run, holds the bytes of Files (never encoded).
 	mem *secmem.Block
 }
@@ -49,7 +53,7 @@ type Journal interface {
 }
 
 func (v *version) state() VersionState {
-	s := VersionState{Gen: v.gen, Name: v.name, Created: v.created, Files: map[string]projection.File{}}
+	s := VersionState{Gen: v.gen, Name: v.name, Created: v.created, Files: map[string]projection.File{}, Sources: v.sources}
 	for i, n := range v.nodes {
 		if n.mode&syscall.S_IFMT == sIFREG {
 			s.Files[n.path] = projection.File{Mode: n.mode & 0o7777, Data: n.data}
@@ -113,7 +117,7 @@ func Restore(opts Options, s Snapshot) (*FS, error) {
 	fs.start = s.Start
 	var cur *version
 	for _, vs := range s.Versions {
-		v, err := newVersion(vs.Gen, vs.Created, &projection.Payload{Files: vs.Files}, fs.perm)
+		v, err := newVersion(vs.Gen, vs.Created, &projection.Payload{Files: vs.Files, Sources: vs.Sources}, fs.perm)
 		if err != nil {
 			fs.wipeAll()
 			return nil, err
@@ -145,6 +149,21 @@ func Restore(opts Options, s Snapshot) (*FS, error) {
 	return fs, nil
 }
 
+// Current is what the current version shows: its files (bytes shared
+// with the filesystem: read only, and only while it is mounted) and,
+// for a volume of several sources, which source gave each.
+func (fs *FS) Current() *projection.Payload {
+	fs.mu.RLock()
+	defer fs.mu.RUnlock()
+	p := &projection.Payload{Files: map[string]projection.File{}, Sources: fs.cur.sources}
+	for _, n := range fs.cur.nodes {
+		if n.mode&syscall.S_IFMT == sIFREG {
+			p.Files[n.path] = projection.File{Mode: n.mode & 0o7777, Data: n.data}
+		}
+	}
+	return p
+}
+
 // Shows reports whether the current version shows exactly p, so a
 // refresh that changes nothing does not switch versions.
 func (fs *FS) Shows(p *projection.Payload) bool {
@@ -161,7 +180,7 @@ func (fs *FS) Shows(p *projection.Payload) bool {
 			return false
 		}
 	}
-	return files == len(p.Files)
+	return files == len(p.Files) && maps.Equal(p.Sources, fs.cur.sources)
 }
 
 // Reconcile replays, after a takeover, the notices of every switch whose

@@ -3,6 +3,7 @@ package fusefs
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strings"
@@ -30,6 +31,9 @@ type version struct {
 	mem  *secmem.Block
 	size int
 	top  []string
+	// sources is the payload's Sources (which source gave each file),
+	// kept for snapshots; nil for a volume of one source.
+	sources map[string]int
 
 	refs   atomic.Int64 // kernel lookups not yet forgotten
 	opens  atomic.Int64 // open handles of stable files naming this version
@@ -85,6 +89,7 @@ func newVersion(gen uint64, now time.Time, p *projection.Payload, perm dirPerm) 
 		created: now,
 		byPath:  map[string]uint32{"": idxFolder},
 		mem:     mem,
+		sources: maps.Clone(p.Sources),
 	}
 	v.nodes = append(v.nodes,
 		node{name: v.name, mode: sIFDIR | perm.dir},

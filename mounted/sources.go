@@ -1,6 +1,7 @@
 package mounted
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -406,7 +407,40 @@ func (s *sources) follow(ctx context.Context, c *cache.Cache) {
 	}
 	s.v.mu.Lock()
 	defer s.v.mu.Unlock()
+	s.seed()
 	s.goLive()
+}
+
+// seed gives each part the files it gave to the version the takeover
+// shows (projection.Payload.Sources, kept in the keeper's snapshot), so
+// that a source failing after a takeover keeps its last good files and
+// the others follow, as before it. Bytes are copied: the version's own
+// go when it is retired. A snapshot without sources (a release before
+// them) leaves the parts to wait for their sources. Under v.mu.
+func (s *sources) seed() {
+	cur := s.v.fs.Current()
+	if cur.Sources == nil {
+		return
+	}
+	files := make([]map[string]projection.File, len(s.parts))
+	for path, i := range cur.Sources {
+		if i < 0 || i >= len(s.parts) {
+			return // not this volume's layout: wait for the sources
+		}
+		if files[i] == nil {
+			files[i] = map[string]projection.File{}
+		}
+		f := cur.Files[path]
+		files[i][path] = projection.File{Mode: f.Mode, Data: bytes.Clone(f.Data)}
+	}
+	for i, p := range s.parts {
+		if p.files == nil {
+			p.files = &projection.Payload{Files: files[i]}
+			if p.files.Files == nil {
+				p.files.Files = map[string]projection.File{}
+			}
+		}
+	}
 }
 
 // close ends every subscription and the window (no more switches).

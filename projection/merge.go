@@ -62,6 +62,7 @@ func Merge(parts []Part) (*Payload, error) {
 			out.Files[path] = p.Payload.Files[path]
 		}
 	}
+	out.Sources = owner
 	return out, folderClash(parts, owner)
 }
 

@@ -28,4 +28,8 @@ type File struct {
 // paths to files. Folders are implied by the paths.
 type Payload struct {
 	Files map[string]File
+	// Sources, for a volume of several sources (Merge), says which
+	// source (by index) gave each file, so that a new server can tell
+	// the parts of a taken-over version apart. Nil otherwise.
+	Sources map[string]int
 }

@@ -132,6 +132,26 @@ func TestMountSeveralSecretsTakeover(t *testing.T) {
 	waitFor(t, "b followed after the takeover", func() bool { b, _ := os.ReadFile(filepath.Join(dir, "b/z")); return string(b) == "2" })
 	writeManifest(t, filepath.Join(src, "a.yaml"), secretYAML("a", "x", "2"))
 	waitFor(t, "a followed after the takeover", func() bool { b, _ := os.ReadFile(filepath.Join(dir, "x")); return string(b) == "2" })
+
+	// A source that fails across a takeover keeps its last files while
+	// the others follow, as without one: the snapshot says which source
+	// gave which file.
+	next.Process.Kill()
+	next.Wait()
+	must(t, os.Rename(filepath.Join(src, "a.yaml"), filepath.Join(work, "a.yaml")))
+	var stderr3 syncbuf.Buffer
+	third := exec.Command(bin, args...)
+	third.Stderr = &stderr3
+	must(t, third.Start())
+	t.Cleanup(func() { third.Process.Signal(syscall.SIGTERM); third.Wait() })
+	waitFor(t, "the second takeover", func() bool { return strings.Contains(stderr3.String(), "mounted") })
+	writeManifest(t, filepath.Join(src, "b.yaml"), secretYAML("b", "z", "3"))
+	waitFor(t, "b followed while a is missing", func() bool { b, _ := os.ReadFile(filepath.Join(dir, "b/z")); return string(b) == "3" })
+	if got := readFile(t, filepath.Join(dir, "x")); got != "2" {
+		t.Errorf("x = %q while a is missing after a takeover, want its last good 2", got)
+	}
+	writeManifest(t, filepath.Join(src, "a.yaml"), secretYAML("a", "x", "4"))
+	waitFor(t, "a followed when it came back", func() bool { b, _ := os.ReadFile(filepath.Join(dir, "x")); return string(b) == "4" })
 }
 
 // A CSI volume of several sources (two Secrets and a provider class)

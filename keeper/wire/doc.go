@@ -83,7 +83,10 @@
 //	         repeated: 1 path (bytes), 2 mode (varint), 3 data (bytes)),
 //	         5 changed (message, repeated: 1 path (bytes), 2 when the
 //	         path last changed as a stable node shows it (varint, Unix
-//	         nanoseconds); absent: created)
+//	         nanoseconds); absent: created), 6 source (message, repeated,
+//	         only for a volume of several sources: 1 path (bytes), 2 the
+//	         index of the source that gave the file (varint); see
+//	         projection.Payload.Sources)
 //
 // # Compatibility rule
 //

@@ -89,6 +89,9 @@ func EncodeVersion(v *fusefs.VersionState) []byte {
 	for p := range v.Changed {
 		room += 32 + len(p)
 	}
+	for p := range v.Sources {
+		room += 16 + len(p)
+	}
 	b := make([]byte, 0, room)
 	fb := make([]byte, 0, 256)
 	b = appendVarint(b, 1, v.Gen)
@@ -118,6 +121,12 @@ func EncodeVersion(v *fusefs.VersionState) []byte {
 		cb = appendBytes(cb[:0], 1, []byte(p))
 		cb = appendVarint(cb, 2, uint64(v.Changed[p].UnixNano()))
 		b = protowire.AppendTag(b, 5, protowire.BytesType)
+		b = protowire.AppendBytes(b, cb)
+	}
+	for _, p := range slices.Sorted(maps.Keys(v.Sources)) {
+		cb = appendBytes(cb[:0], 1, []byte(p))
+		cb = appendVarint(cb, 2, uint64(v.Sources[p]))
+		b = protowire.AppendTag(b, 6, protowire.BytesType)
 		b = protowire.AppendBytes(b, cb)
 	}
 	return b
@@ -153,10 +162,19 @@ func DecodeVersion(b []byte) (fusefs.VersionState, error) {
 				v.Changed = map[string]time.Time{}
 			}
 			v.Changed[p] = t
+		case 6:
+			p, i, err := decodeSource(val)
+			if err != nil {
+				return err
+			}
+			if v.Sources == nil {
+				v.Sources = map[string]int{}
+			}
+			v.Sources[p] = i
 		}
 		return nil
 	}, map[protowire.Number]protowire.Type{1: protowire.VarintType, 2: protowire.BytesType,
-		3: protowire.VarintType, 4: protowire.BytesType, 5: protowire.BytesType})
+		3: protowire.VarintType, 4: protowire.BytesType, 5: protowire.BytesType, 6: protowire.BytesType})
 	if err == nil && !seen {
 		err = fmt.Errorf("no generation")
 	}
@@ -195,6 +213,28 @@ func decodeFile(b []byte) (string, projection.File, error) {
 		f.Data = []byte{}
 	}
 	return p, f, nil
+}
+
+// decodeSource parses which source gave a file (version field 6).
+func decodeSource(b []byte) (string, int, error) {
+	var p string
+	var i uint64
+	err := fields(b, func(n protowire.Number, _ protowire.Type, v []byte, x uint64) error {
+		switch n {
+		case 1:
+			p = string(v)
+		case 2:
+			i = x
+		}
+		return nil
+	}, map[protowire.Number]protowire.Type{1: protowire.BytesType, 2: protowire.VarintType})
+	if err == nil && (p == "" || i > 1<<16) {
+		err = fmt.Errorf("source of a file: no path, or index %d out of range", i)
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("source: %w", err)
+	}
+	return p, int(i), nil
 }
 
 // decodeChanged parses a path's change time (version field 5).

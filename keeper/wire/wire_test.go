@@ -107,14 +107,18 @@ func TestSubPathRoundTrip(t *testing.T) {
 	when := time.Unix(7, 123)
 	v := fusefs.VersionState{Gen: 3, Name: "..x", Created: time.Unix(9, 0),
 		Files:   map[string]projection.File{"a/b": {Mode: 0o644, Data: []byte("s")}},
-		Changed: map[string]time.Time{"a": when, "a/b": when.Add(1)}}
+		Changed: map[string]time.Time{"a": when, "a/b": when.Add(1)},
+		Sources: map[string]int{"a/b": 1}}
 	b := EncodeVersion(&v)
-	if len(b) > cap(b) || cap(b) > len(b)+64+2*48+len(v.Name)+2*32 {
+	if len(b) > cap(b) || cap(b) > len(b)+64+2*48+len(v.Name)+2*32+16+3 {
 		t.Errorf("version blob: len %d, cap %d (outgrew its buffer)", len(b), cap(b))
 	}
 	back, err := DecodeVersion(b)
 	if err != nil || !back.Changed["a"].Equal(when) || !back.Changed["a/b"].Equal(when.Add(1)) || len(back.Changed) != 2 {
 		t.Fatalf("version round trip: %v, %v", back.Changed, err)
+	}
+	if len(back.Sources) != 1 || back.Sources["a/b"] != 1 {
+		t.Errorf("sources round trip: %v", back.Sources)
 	}
 	s, err := Snapshot(h.Encode(), [][]byte{b})
 	if err != nil || !s.SubPath || len(s.Versions) != 1 {
