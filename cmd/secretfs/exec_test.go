@@ -147,6 +147,8 @@ func TestExecRestartFollowsFileSource(t *testing.T) {
 		writeManifest(t, manifest, secretYAML("s", "V", v))
 	}
 	r.waitLines(t, "start V=val-one", "term", "start V=val-two", "term", "start V=val-5")
+	// stderr and stdout are two pipes, copied apart: wait for stderr.
+	waitFor(t, "stderr to name two restarts", func() bool { return strings.Count(r.stderr.String(), "V changed; restarting") >= 2 })
 	if e := r.stderr.String(); strings.Contains(e, "val-") || strings.Count(e, "V changed; restarting") != 2 {
 		t.Errorf("stderr %q: want two restarts named by variable, no value", e)
 	}
@@ -222,9 +224,8 @@ func TestExecDirKubeletLayout(t *testing.T) {
 	write("one")
 	r := startExec(t, "exec", "--dir", dir, "--on-change", "restart", "--", "sh", "-c", app)
 	r.waitLines(t, "start V=one")
-	if e := r.stderr.String(); !strings.Contains(e, "Keys [tls.crt]") {
-		t.Errorf("stderr %q does not name the skipped key", e)
-	}
+	// stderr and stdout are two pipes, copied apart: wait for each.
+	waitFor(t, "stderr to name the skipped key", func() bool { return strings.Contains(r.stderr.String(), "Keys [tls.crt]") })
 	write("one")
 	write("two")
 	r.waitLines(t, "start V=one", "term", "start V=two")
