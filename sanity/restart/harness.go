@@ -252,6 +252,16 @@ func (w *World) PublishConcurrently(n, inflight int) {
 			w.T.Fatalf("publish %d: %v", i, err)
 		}
 		w.Reqs, w.Targets = append(w.Reqs, reqs[i]), append(w.Targets, reqs[i].TargetPath)
+		// One read while the plugin serves, so that the kernel learns
+		// FLUSH is not supported on this connection (ENOSYS; it then
+		// never sends it again). Until then every close sends FLUSH,
+		// even the close-on-exec of the copies of the readers' open
+		// files in a child this process forks: a child that would
+		// become the next plugin then waits in execve for an answer
+		// only a plugin gives (the TestPluginRestarts hang of CI).
+		if _, err := ReadVolume(reqs[i].TargetPath); err != nil {
+			w.T.Fatalf("first read of volume %d: %v", i, err)
+		}
 	}
 }
 
