@@ -217,19 +217,9 @@ func decodeFile(b []byte) (string, projection.File, error) {
 
 // decodeSource parses which source gave a file (version field 6).
 func decodeSource(b []byte) (string, int, error) {
-	var p string
-	var i uint64
-	err := fields(b, func(n protowire.Number, _ protowire.Type, v []byte, x uint64) error {
-		switch n {
-		case 1:
-			p = string(v)
-		case 2:
-			i = x
-		}
-		return nil
-	}, map[protowire.Number]protowire.Type{1: protowire.BytesType, 2: protowire.VarintType})
+	p, i, err := decodePathNumber(b)
 	if err == nil && (p == "" || i > 1<<16) {
-		err = fmt.Errorf("source of a file: no path, or index %d out of range", i)
+		err = fmt.Errorf("no path, or index %d out of range", i)
 	}
 	if err != nil {
 		return "", 0, fmt.Errorf("source: %w", err)
@@ -239,21 +229,28 @@ func decodeSource(b []byte) (string, int, error) {
 
 // decodeChanged parses a path's change time (version field 5).
 func decodeChanged(b []byte) (string, time.Time, error) {
+	p, x, err := decodePathNumber(b)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("change time: %w", err)
+	}
+	return p, time.Unix(0, int64(x)), nil
+}
+
+// decodePathNumber parses the message of fields 5 and 6: 1 path (bytes),
+// 2 a number (varint).
+func decodePathNumber(b []byte) (string, uint64, error) {
 	var p string
-	var t time.Time
+	var num uint64
 	err := fields(b, func(n protowire.Number, _ protowire.Type, v []byte, x uint64) error {
 		switch n {
 		case 1:
 			p = string(v)
 		case 2:
-			t = time.Unix(0, int64(x))
+			num = x
 		}
 		return nil
 	}, map[protowire.Number]protowire.Type{1: protowire.BytesType, 2: protowire.VarintType})
-	if err != nil {
-		return "", time.Time{}, fmt.Errorf("change time: %w", err)
-	}
-	return p, t, nil
+	return p, num, err
 }
 
 // Snapshot rebuilds a snapshot from a head and its version blobs.
